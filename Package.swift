@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+// kdad — knowledge-distillation anomaly detection for industrial visual inspection.
+import PackageDescription
+
+// System libraries come from Debian packages (scripts/setup.sh installs them).
+func systemLibrary(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
+    .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
+}
+
+let package = Package(
+    name: "kdad",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "kdad", targets: ["kdad"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C system-library shims.
+        systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: ["libopenblas-dev"]),
+        systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
+        systemLibrary("CPNG", pkgConfig: "libpng", apt: ["libpng-dev"]),
+        systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: ["libjpeg62-turbo-dev"]),
+        systemLibrary("CTIFF", pkgConfig: "libtiff-4", apt: ["libtiff-dev"]),
+        // libpng and libjpeg report errors with longjmp; Swift cannot call setjmp, so the
+        // decoders that need it live in this small C target and return error codes instead.
+        .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG", "CTIFF"]),
+
+        // Image decode/encode and transforms.
+        .target(name: "KdadImage", dependencies: ["CImageCodecs", "CTIFF"]),
+        // zstd-compressed record shards.
+        .target(name: "KdadShards", dependencies: ["CZstd"]),
+        // Weight files: safetensors, PyTorch .pth (legacy pickle and zip).
+        .target(name: "KdadWeights"),
+        // Tensor, autograd, operators, optimisers.
+        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "KdadWeights"]),
+
+        .executableTarget(name: "kdad", dependencies: [
+            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Test-only helpers: locating ../shared, temporary directories, the built kdad binary.
+        .target(name: "KdadTestSupport", path: "Sources/KdadTestSupport"),
+        .testTarget(name: "KdadImageTests", dependencies: ["KdadImage", "KdadTestSupport"]),
+        .testTarget(name: "KdadShardsTests", dependencies: ["KdadShards", "KdadTestSupport"]),
+        .testTarget(name: "KdadWeightsTests", dependencies: ["KdadWeights", "KdadTestSupport"]),
+        .testTarget(name: "KdadTensorTests", dependencies: ["KdadTensor", "KdadWeights", "KdadTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+#include "kdad_codecs.h"
+int kdad_codecs_version(void) { return 1; }

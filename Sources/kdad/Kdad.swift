@@ -1,0 +1,30 @@
+import ArgumentParser
+
+/// The kdad command line. Subcommands live in files of their own.
+@main
+struct Kdad: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "kdad",
+        abstract: "Knowledge-distillation anomaly detection for industrial visual inspection.",
+        discussion: """
+        kdad learns what a good part looks like from defect-free images only: a frozen ImageNet
+        teacher network and a student trained to imitate it. Where they disagree on a new image,
+        there is a defect. kdad scores each night's images per production lot and writes a report.
+
+        Start with the demo:  scripts/demo.sh
+        User guide:           Docs/README.md
+        """,
+        version: version,
+        subcommands: [Bench.self]
+    )
+}
+
+/// Throughput benchmarks. Speed targets live here, never in timed unit tests.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure kdad's speed on this machine (decode, shards, tensor kernels).",
+        subcommands: [BenchImageDecode.self, BenchShards.self]
+    )
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadImage
+
+final class KdadImageSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadShards
+
+final class KdadShardsSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadTensor
+
+final class KdadTensorSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadWeights
+
+final class KdadWeightsSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}
