@@ -23,6 +23,7 @@ let package = Package(
         systemLibrary("CPNG", pkgConfig: "libpng", apt: ["libpng-dev"]),
         systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: ["libjpeg62-turbo-dev"]),
         systemLibrary("CTIFF", pkgConfig: "libtiff-4", apt: ["libtiff-dev"]),
+        systemLibrary("CDNNL", pkgConfig: nil, apt: ["libdnnl-dev"]),
         // libpng and libjpeg report errors with longjmp; Swift cannot call setjmp, so the
         // decoders that need it live in this small C target and return error codes instead.
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG", "CTIFF"]),
@@ -34,7 +35,7 @@ let package = Package(
         // Weight files: safetensors, PyTorch .pth (legacy pickle and zip).
         .target(name: "KdadWeights"),
         // Tensor, autograd, operators, optimisers.
-        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "KdadWeights"]),
+        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights"]),
 
         .executableTarget(name: "kdad", dependencies: [
             "KdadImage", "KdadShards", "KdadWeights", "KdadTensor",

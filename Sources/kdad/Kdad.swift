@@ -17,7 +17,7 @@ struct Kdad: AsyncParsableCommand {
         User guide:           Docs/README.md
         """,
         version: version,
-        subcommands: [Bench.self]
+        subcommands: [InspectWeights.self, Bench.self, InternalTools.self]
     )
 }
 
@@ -25,6 +25,16 @@ struct Kdad: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kdad's speed on this machine (decode, shards, tensor kernels).",
-        subcommands: [BenchImageDecode.self, BenchShards.self]
+        subcommands: [BenchImageDecode.self, BenchShards.self, BenchTensor.self]
+    )
+}
+
+/// Hidden helpers used by kdad's own tests (e.g. a child process to kill mid-write).
+struct InternalTools: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "internal",
+        abstract: "Helpers for kdad's own test suite.",
+        shouldDisplay: false,
+        subcommands: [WriteShardForTests.self]
     )
 }
