@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C system-library shims.
@@ -36,9 +37,13 @@ let package = Package(
         .target(name: "KdadWeights"),
         // Tensor, autograd, operators, optimisers.
         .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights"]),
+        // Manifests, stage graph, resumable runner, ingest and resize stages.
+        .target(name: "KdadPipeline", dependencies: [
+            "KdadImage", "KdadShards", .product(name: "Yams", package: "Yams"),
+        ]),
 
         .executableTarget(name: "kdad", dependencies: [
-            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor",
+            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadPipeline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -48,6 +53,7 @@ let package = Package(
         .testTarget(name: "KdadShardsTests", dependencies: ["KdadShards", "KdadTestSupport"]),
         .testTarget(name: "KdadWeightsTests", dependencies: ["KdadWeights", "KdadTestSupport"]),
         .testTarget(name: "KdadTensorTests", dependencies: ["KdadTensor", "KdadWeights", "KdadTestSupport"]),
+        .testTarget(name: "KdadPipelineTests", dependencies: ["KdadPipeline", "KdadTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

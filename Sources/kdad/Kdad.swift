@@ -17,7 +17,7 @@ struct Kdad: AsyncParsableCommand {
         User guide:           Docs/README.md
         """,
         version: version,
-        subcommands: [InspectWeights.self, Bench.self, InternalTools.self]
+        subcommands: [Run.self, Status.self, DemoData.self, InspectWeights.self, Bench.self, InternalTools.self]
     )
 }
 

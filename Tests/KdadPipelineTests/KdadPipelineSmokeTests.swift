@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadPipeline
+
+final class KdadPipelineSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}
