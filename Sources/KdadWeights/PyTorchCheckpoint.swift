@@ -185,12 +185,12 @@ public enum PyTorchCheckpoint {
     /// otherwise every tensor anywhere in the object is taken. Nested containers flatten to dotted names.
     static func collectLeaves(_ root: PickleValue) throws -> (tensors: [(name: String, tensor: PickleTensor)], others: [(name: String, value: String)]) {
         var chosen = root
-        var prefix = ""
+        var wrapper: (dict: PickleDict, key: String)?
         if case let .dict(dict) = root, !dict.entries.contains(where: { if case .tensor = $0.value { return true } else { return false } }) {
             for key in wrapperKeys {
                 if let value = dict[key], containsTensor(value) {
                     chosen = value
-                    prefix = ""
+                    wrapper = (dict, key)
                     break
                 }
             }
@@ -222,7 +222,15 @@ public enum PyTorchCheckpoint {
                 others.append((name, describe(value)))
             }
         }
-        try visit(chosen, prefix, depth: 0)
+        try visit(chosen, "", depth: 0)
+        if let wrapper {
+            // The wrapper's own plain leaves (epoch, config, ...) are worth reporting; entries beside the
+            // state dict that hold tensors (optimizer state, EMA copies) are not weights and are left out.
+            for (key, value) in wrapper.dict.entries where !containsTensor(value) {
+                if case .string(wrapper.key) = key { continue }
+                try visit(value, keyText(key), depth: 1)
+            }
+        }
         guard !tensors.isEmpty else {
             throw WeightFileError(kind: .malformed, reason: "checkpoint holds no tensors (top-level object is a \(root.typeName))")
         }

@@ -83,6 +83,9 @@ final class PyTorchCheckpointTests: XCTestCase {
     func testPyTorchCheckpointReadGivesTensorsAndOtherLeaves() throws {
         let contents = try PyTorchCheckpoint.load(contentsOf: fixtures.appendingPathComponent("checkpoint-zip.pth"))
         XCTAssertEqual(contents.format, .zip)
+        // The wrapper {"state_dict": ..., "epoch": 7, "config": {...}}: tensors from state_dict, the rest reported.
+        XCTAssertEqual(contents.otherEntries.map(\.name), ["epoch", "config.lr", "config.name"])
+        XCTAssertEqual(contents.otherEntries.map(\.value), ["7", "0.1", "'fixture'"])
         XCTAssertEqual(try PyTorchCheckpoint.read(contentsOf: fixtures.appendingPathComponent("checkpoint-legacy.pth")).map(\.name),
                        contents.tensors.map(\.name))
     }
