@@ -97,6 +97,9 @@ public struct WeightTensor: Sendable, Equatable {
     public func floats() throws -> [Float] {
         try checkByteCount()
         let count = elementCount
+        #if _endian(little)
+        if dtype == .float32 { return copiedElements(count) } // stored bytes are the host's: one copy
+        #endif
         return data.withUnsafeBytes { raw -> [Float] in
             switch dtype {
             case .float32:
@@ -121,6 +124,9 @@ public struct WeightTensor: Sendable, Equatable {
             return try floats().map { Double($0) }
         }
         let count = elementCount
+        #if _endian(little)
+        if dtype == .float64 { return copiedElements(count) }
+        #endif
         return data.withUnsafeBytes { raw -> [Double] in
             switch dtype {
             case .float64:
@@ -138,6 +144,14 @@ public struct WeightTensor: Sendable, Equatable {
             throw WeightFileError(kind: .invalidTensor, key: name, reason: "integers() asked of a \(dtype.rawValue) tensor")
         }
         return data.withUnsafeBytes { integerValues($0, count: elementCount) }
+    }
+
+    /// The stored bytes reinterpreted as `count` host values (only for the dtype matching `Element` on a little-endian host).
+    private func copiedElements<Element>(_ count: Int) -> [Element] {
+        [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+            _ = data.copyBytes(to: buffer)
+            initialized = count
+        }
     }
 
     private func integerValues(_ raw: UnsafeRawBufferPointer, count: Int) -> [Int64] {
