@@ -53,7 +53,12 @@ enum HeaderJSON: Equatable {
         var position = 0
 
         mutating func skipWhitespace() {
-            while position < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[position]) { position += 1 }
+            while position < bytes.count {
+                switch bytes[position] {
+                case 0x20, 0x09, 0x0A, 0x0D: position += 1
+                default: return
+                }
+            }
         }
 
         func fail(_ reason: String) -> ParseError { ParseError(offset: position, reason: reason) }
@@ -111,7 +116,14 @@ enum HeaderJSON: Equatable {
             case UInt8(ascii: "n"): try expect("null"); return .null
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                 let start = position
-                while position < bytes.count, "+-0123456789.eE".utf8.contains(bytes[position]) { position += 1 }
+                numberLoop: while position < bytes.count {
+                    switch bytes[position] {
+                    case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"):
+                        position += 1
+                    default:
+                        break numberLoop
+                    }
+                }
                 let text = String(decoding: bytes[start..<position], as: UTF8.self)
                 guard Double(text) != nil else { throw ParseError(offset: start, reason: "bad number \(text)") }
                 return .number(text)

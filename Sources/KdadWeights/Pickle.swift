@@ -362,7 +362,7 @@ struct RestrictedUnpickler {
             guard view.count == 3, case let .int(viewOffset) = view[1], case let .int(viewSize) = view[2], viewOffset >= 0, viewSize >= 0 else {
                 throw failure(.malformed, "storage view metadata of \(key) is malformed", at: offset)
             }
-            guard viewOffset + viewSize <= count else {
+            guard viewOffset <= count, viewSize <= count - viewOffset else {
                 throw failure(.invalidTensor, "storage view [\(viewOffset), \(viewOffset + viewSize)) exceeds storage \(key) of \(count) elements", at: offset)
             }
             storage.viewOffset = viewOffset

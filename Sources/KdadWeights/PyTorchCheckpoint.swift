@@ -88,8 +88,8 @@ public enum PyTorchCheckpoint {
             guard count >= 0, count == declaredCount else {
                 throw WeightFileError(kind: .malformed, key: "storage \(key)", reason: "stored element count \(count) differs from the pickled \(declaredCount)")
             }
-            let length = Int(count) * dtype.byteSize
-            guard length <= bytes.count - cursor else {
+            let (length, overflow) = Int(count).multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, length <= bytes.count - cursor else {
                 throw WeightFileError(kind: .truncated, key: "storage \(key)",
                                       reason: "\(length) bytes of \(dtype.rawValue) data run past the end of the \(bytes.count)-byte file")
             }
@@ -139,7 +139,8 @@ public enum PyTorchCheckpoint {
                 throw WeightFileError(kind: .malformed, key: name, reason: "storage \(key) is referenced by the pickle but missing from the archive")
             }
             let bytes = try archive.contents(of: entry)
-            guard bytes.count == count * dtype.byteSize else {
+            let (expectedLength, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, bytes.count == expectedLength else {
                 throw WeightFileError(kind: .malformed, key: name,
                                       reason: "storage holds \(bytes.count) bytes but the pickle declares \(count) × \(dtype.rawValue)")
             }
