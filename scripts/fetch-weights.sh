@@ -63,6 +63,7 @@ PY
   fi
   # Same filesystem rename keeps the cache free of half-written files.
   cp "$work/$model.pth" "$target.partial"
+  sync "$target.partial"
   mv -f "$target.partial" "$target"
   echo "fetch-weights: installed $target"
 done
