@@ -25,7 +25,7 @@ struct Kdad: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kdad's speed on this machine (decode, shards, tensor kernels).",
-        subcommands: [BenchImageDecode.self, BenchShards.self, BenchTensor.self]
+        subcommands: [BenchImageDecode.self, BenchShards.self, BenchTensor.self, BenchTeacher.self]
     )
 }
 
