@@ -245,8 +245,9 @@ final class RoundTripTests: XCTestCase {
                 XCTAssertEqual(image.format, .jpeg)
                 let levels = interleavedLevels(image, maximum: 255)
                 let worst = zip(levels, samples).map { abs($0 - Int($1)) }.max() ?? 0
-                // Quality 95 on a smooth pattern; chroma subsampling costs colour a little more.
-                XCTAssertLessThanOrEqual(worst, channels == 1 ? 4 : 12, "channels \(channels)")
+                // Quality 95 on a smooth pattern: libjpeg-turbo 2.1 gives at most 1 level (gray) and
+                // 6 levels (colour, from 4:2:0 chroma subsampling); the bounds leave one level of room.
+                XCTAssertLessThanOrEqual(worst, channels == 1 ? 2 : 7, "channels \(channels)")
             }
             // Same quantisation, same coefficients: progressive decodes to the very same pixels.
             XCTAssertEqual(a.pixels, b.pixels)
