@@ -39,13 +39,15 @@ let package = Package(
         .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights"]),
         // Network layers, backbones (EfficientNet-Lite, ResNet family) and their weight loading.
         .target(name: "KdadNN", dependencies: ["KdadTensor", "KdadWeights", "KdadImage"]),
+        // Detection metrics (AUROC, PRO, F1-max) and unsupervised thresholds (quantile, Gamma fit).
+        .target(name: "KdadMetrics"),
         // Manifests, stage graph, resumable runner, ingest and resize stages.
         .target(name: "KdadPipeline", dependencies: [
             "KdadImage", "KdadShards", .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "kdad", dependencies: [
-            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadNN", "KdadPipeline",
+            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadNN", "KdadMetrics", "KdadPipeline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -57,6 +59,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "KdadTensorTests", dependencies: ["KdadTensor", "KdadWeights", "KdadTestSupport"]),
         .testTarget(name: "KdadNNTests", dependencies: ["KdadNN", "KdadTestSupport"]),
+        .testTarget(name: "KdadMetricsTests", dependencies: ["KdadMetrics", "KdadTestSupport"]),
         .testTarget(name: "KdadPipelineTests", dependencies: ["KdadPipeline", "KdadTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadMetrics
+
+final class KdadMetricsSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}
