@@ -1,0 +1,261 @@
+import Foundation
+
+/// One image file the job names: its key (relative path, prefixed per input) and where its bytes are.
+public struct InputItem: Sendable, Equatable {
+    public enum Source: Sendable, Equatable {
+        case file(URL)
+        /// An entry of a tar archive: byte range of its data inside the archive.
+        case tarEntry(archive: URL, entry: String, offset: Int, length: Int)
+    }
+    public let key: String
+    public let source: Source
+    /// Location-relative path (how `mask` columns in a labels file refer to siblings).
+    public let relativePath: String
+    public let locationIndex: Int
+    public let size: Int
+    public let modified: Double
+
+    public var displayPath: String {
+        switch source {
+        case let .file(url): return url.path
+        case let .tarEntry(archive, entry, _, _): return "\(archive.path)!\(entry)"
+        }
+    }
+}
+
+/// The files of a job's inputs, listed deterministically (sorted by key).
+public struct InputCatalog: Sendable {
+    public let items: [InputItem]
+    /// Every entry of each location by relative path (images and non-images), for mask lookups.
+    let byLocation: [[String: InputItem]]
+    public let locations: [InputRoot.Location]
+
+    public static func list(_ inputs: [InputRoot]) throws -> InputCatalog {
+        var items: [InputItem] = []
+        var byLocation: [[String: InputItem]] = []
+        var locations: [InputRoot.Location] = []
+        for input in inputs {
+            for location in input.locations {
+                let index = locations.count
+                locations.append(location)
+                let all = try entries(of: location, index: index)
+                byLocation.append(Dictionary(all.map { ($0.relativePath, $0) }, uniquingKeysWith: { first, _ in first }))
+                for item in all where input.include.contains(where: { $0.matches(item.relativePath) })
+                    && !input.exclude.contains(where: { $0.matches(item.relativePath) }) {
+                    items.append(item)
+                }
+            }
+        }
+        items.sort { $0.key < $1.key }
+        for (a, b) in zip(items, items.dropFirst()) where a.key == b.key {
+            throw PipelineError.stageFailed(stage: "ingest", reason: "two input files have the key '\(a.key)' (\(a.displayPath) and \(b.displayPath)); give the inputs distinct 'name's")
+        }
+        return InputCatalog(items: items, byLocation: byLocation, locations: locations)
+    }
+
+    /// A sibling file (e.g. a mask) by location-relative path.
+    public func sibling(_ relativePath: String, of item: InputItem) -> InputItem? {
+        byLocation[item.locationIndex][relativePath]
+    }
+
+    static func key(prefix: String, _ relative: String) -> String { prefix.isEmpty ? relative : "\(prefix)/\(relative)" }
+
+    static func entries(of location: InputRoot.Location, index: Int) throws -> [InputItem] {
+        switch location.kind {
+        case .folder:
+            return try folderEntries(location, index: index)
+        case .tar:
+            return try TarArchive.entries(of: location.url).map { entry in
+                InputItem(key: key(prefix: location.keyPrefix, entry.name), source: .tarEntry(archive: location.url, entry: entry.name, offset: entry.offset, length: entry.size),
+                          relativePath: entry.name, locationIndex: index, size: entry.size, modified: entry.modified)
+            }
+        case .zip:
+            throw PipelineError.io(path: location.url.path, reason: "zip archives are not supported yet; unpack it or use a tar archive")
+        }
+    }
+
+    static func folderEntries(_ location: InputRoot.Location, index: Int) throws -> [InputItem] {
+        let root = location.url.standardizedFileURL
+        let rootPath = root.path.hasSuffix("/") ? root.path : root.path + "/"
+        guard let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey, .contentModificationDateKey],
+                                                              options: [.skipsHiddenFiles]) else {
+            throw PipelineError.io(path: root.path, reason: "cannot list folder")
+        }
+        var items: [InputItem] = []
+        for case let url as URL in enumerator {
+            let values = try url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey, .contentModificationDateKey])
+            guard values.isRegularFile == true else { continue }
+            let path = url.standardizedFileURL.path
+            guard path.hasPrefix(rootPath) else { continue }
+            let relative = String(path.dropFirst(rootPath.count))
+            items.append(InputItem(key: key(prefix: location.keyPrefix, relative), source: .file(url.standardizedFileURL), relativePath: relative,
+                                   locationIndex: index, size: values.fileSize ?? 0,
+                                   modified: values.contentModificationDate?.timeIntervalSince1970 ?? 0))
+        }
+        return items.sorted { $0.relativePath < $1.relativePath }
+    }
+
+    /// Cheap fingerprint of the listing (key, size, mtime), like DVC's/Make's stat check: content is
+    /// hashed during ingest itself, so an edited file with a new mtime reruns ingest, and downstream
+    /// stages rerun only if ingest's outputs actually changed.
+    public var fingerprint: String {
+        var hasher = SHA256()
+        for item in items { hasher.update("\(item.key)\t\(item.size)\t\(item.modified)\n") }
+        return hasher.finalizeHex()
+    }
+
+    /// The bytes of an item.
+    public func data(of item: InputItem) throws -> Data {
+        switch item.source {
+        case let .file(url):
+            do { return try Data(contentsOf: url) } catch {
+                throw PipelineError.io(path: url.path, reason: "cannot read: \(error.localizedDescription)")
+            }
+        case let .tarEntry(archive, _, offset, length):
+            return try TarArchive.read(archive, offset: offset, length: length)
+        }
+    }
+}
+
+/// Reads ustar/GNU tar archives (uncompressed): regular files only. Entries with absolute paths or
+/// `..` components are refused outright, so nothing derived from a name can escape the work dir.
+enum TarArchive {
+    struct Entry { let name: String; let offset: Int; let size: Int; let modified: Double }
+
+    static func entries(of url: URL) throws -> [Entry] {
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: url) } catch {
+            throw PipelineError.io(path: url.path, reason: "cannot open archive: \(error.localizedDescription)")
+        }
+        defer { try? handle.close() }
+        var entries: [Entry] = []
+        var position = 0
+        var longName: String?
+        while true {
+            try handle.seek(toOffset: UInt64(position))
+            guard let header = try handle.read(upToCount: 512), header.count == 512 else { break }
+            if header.allSatisfy({ $0 == 0 }) { break }
+            let bytes = [UInt8](header)
+            func text(_ start: Int, _ length: Int) -> String {
+                let slice = bytes[start..<(start + length)]
+                let end = slice.firstIndex(of: 0) ?? slice.endIndex
+                return String(decoding: bytes[start..<end], as: UTF8.self)
+            }
+            func octal(_ start: Int, _ length: Int) -> Int {
+                Int(text(start, length).trimmingCharacters(in: CharacterSet(charactersIn: " \0")), radix: 8) ?? 0
+            }
+            let checksum = octal(148, 8)
+            let computed = bytes.enumerated().reduce(0) { $0 + ((148..<156).contains($1.offset) ? 32 : Int($1.element)) }
+            guard checksum == computed else {
+                throw PipelineError.io(path: url.path, reason: "corrupt tar header at byte \(position)")
+            }
+            let size = octal(124, 12)
+            let type = bytes[156]
+            var name = text(0, 100)
+            let prefix = text(345, 155)
+            if text(257, 5) == "ustar", !prefix.isEmpty { name = prefix + "/" + name }
+            if let long = longName { name = long; longName = nil }
+            let dataOffset = position + 512
+            position = dataOffset + (size + 511) / 512 * 512
+            switch type {
+            case UInt8(ascii: "L"):
+                try handle.seek(toOffset: UInt64(dataOffset))
+                let data = try handle.read(upToCount: size) ?? Data()
+                longName = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
+                continue
+            case UInt8(ascii: "0"), 0:
+                break
+            default:
+                continue  // directories, links, pax headers: not images
+            }
+            while name.hasPrefix("./") { name.removeFirst(2) }
+            let components = name.split(separator: "/", omittingEmptySubsequences: false)
+            guard !name.hasPrefix("/"), !components.contains(".."), !name.isEmpty else {
+                throw PipelineError.unsafeArchiveEntry(archive: url.path, entry: name)
+            }
+            if components.last?.hasPrefix(".") == true { continue }
+            entries.append(Entry(name: name, offset: dataOffset, size: size, modified: Double(octal(136, 12))))
+        }
+        return entries.sorted { $0.name < $1.name }
+    }
+
+    static func read(_ url: URL, offset: Int, length: Int) throws -> Data {
+        do {
+            let handle = try FileHandle(forReadingFrom: url)
+            defer { try? handle.close() }
+            try handle.seek(toOffset: UInt64(offset))
+            let data = try handle.read(upToCount: length) ?? Data()
+            guard data.count == length else { throw PipelineError.io(path: url.path, reason: "archive entry truncated") }
+            return data
+        } catch let error as PipelineError {
+            throw error
+        } catch {
+            throw PipelineError.io(path: url.path, reason: "cannot read archive: \(error.localizedDescription)")
+        }
+    }
+}
+
+/// A labels CSV row (`image,split,label,defect_type,mask,lot`; only `image` is required).
+public struct LabelRow: Sendable, Equatable {
+    public var split: String?
+    public var label: String?
+    public var defectType: String?
+    public var mask: String?
+    public var lot: String?
+}
+
+enum LabelsCSV {
+    /// Rows by image key. Simple CSV: comma-separated, optional double quotes, no embedded newlines.
+    static func load(_ url: URL) throws -> [String: LabelRow] {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw PipelineError.io(path: url.path, reason: "cannot read labels CSV: \(error.localizedDescription)")
+        }
+        var lines = text.split(whereSeparator: \.isNewline).map(String.init)
+        guard !lines.isEmpty else { throw PipelineError.io(path: url.path, reason: "labels CSV is empty") }
+        let header = fields(lines.removeFirst())
+        guard let imageColumn = header.firstIndex(of: "image") else {
+            throw PipelineError.io(path: url.path, reason: "labels CSV header has no 'image' column (header: \(header.joined(separator: ",")))")
+        }
+        func column(_ name: String) -> Int? { header.firstIndex(of: name) }
+        let split = column("split"), label = column("label"), defect = column("defect_type"), mask = column("mask"), lot = column("lot")
+        var rows: [String: LabelRow] = [:]
+        for (number, line) in lines.enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            let values = fields(line)
+            func value(_ index: Int?) -> String? {
+                guard let index, index < values.count, !values[index].isEmpty else { return nil }
+                return values[index]
+            }
+            guard let image = value(imageColumn) else {
+                throw PipelineError.io(path: url.path, reason: "line \(number + 2): empty 'image' value")
+            }
+            guard rows[image] == nil else {
+                throw PipelineError.io(path: url.path, reason: "line \(number + 2): image '\(image)' is listed twice")
+            }
+            rows[image] = LabelRow(split: value(split), label: value(label), defectType: value(defect), mask: value(mask), lot: value(lot))
+        }
+        return rows
+    }
+
+    static func fields(_ line: String) -> [String] {
+        var out: [String] = []
+        var current = ""
+        var quoted = false
+        var iterator = Array(line).makeIterator()
+        var pending: Character? = nil
+        while let c = pending ?? iterator.next() {
+            pending = nil
+            if quoted {
+                if c == "\"" {
+                    if let next = iterator.next() {
+                        if next == "\"" { current.append("\"") } else { quoted = false; pending = next }
+                    } else { quoted = false }
+                } else { current.append(c) }
+            } else if c == "\"" { quoted = true }
+            else if c == "," { out.append(current.trimmingCharacters(in: .whitespaces)); current = "" }
+            else { current.append(c) }
+        }
+        out.append(current.trimmingCharacters(in: .whitespaces))
+        return out
+    }
+}
