@@ -6,7 +6,7 @@ import Glibc
 /// Make-style "never half-written" files: write to a temporary name in the same directory, fsync,
 /// rename over the final name, fsync the directory. A reader (or a resumed run) sees either the old
 /// state or the complete new file, never a torn one — also after SIGKILL or power loss.
-public enum AtomicFile {
+enum AtomicFile {
     /// Prefix of in-flight temporary files; a resumed run deletes leftovers with this prefix.
     public static let temporaryPrefix = ".tmp."
 

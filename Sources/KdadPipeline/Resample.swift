@@ -10,12 +10,16 @@ public enum ResampleMethod: String, Sendable, CaseIterable {
     case area
 }
 
+/// Taps per output position, flattened with a fixed stride so the inner loops index plain buffers.
 struct AxisTaps {
     var first: [Int] = []
-    var weights: [[Float]] = []
+    var count: [Int] = []
+    var weights: [Float] = []
+    var stride = 0
 
     init(from source: Int, to target: Int, method: ResampleMethod) {
         let scale = Double(source) / Double(target)
+        var lists: [[Float]] = []
         for o in 0..<target {
             switch method {
             case .bilinear:
@@ -23,8 +27,8 @@ struct AxisTaps {
                 let lower = Int(centre.rounded(.down))
                 let fraction = Float(centre - Double(lower))
                 let a = min(max(lower, 0), source - 1), b = min(max(lower + 1, 0), source - 1)
-                if a == b { first.append(a); weights.append([1]) }
-                else { first.append(a); weights.append([1 - fraction, fraction]) }
+                if a == b { first.append(a); lists.append([1]) }
+                else { first.append(a); lists.append([1 - fraction, fraction]) }
             case .area:
                 let start = Double(o) * scale, end = Double(o + 1) * scale
                 let lo = Int(start.rounded(.down)), hi = min(source, Int(end.rounded(.up)))
@@ -34,8 +38,13 @@ struct AxisTaps {
                     taps.append(Float(max(0, overlap) / (end - start)))
                 }
                 first.append(min(lo, source - 1))
-                weights.append(taps)
+                lists.append(taps)
             }
+        }
+        stride = lists.map(\.count).max() ?? 1
+        for list in lists {
+            count.append(list.count)
+            weights += list + [Float](repeating: 0, count: stride - list.count)
         }
     }
 }
@@ -47,14 +56,20 @@ enum Resampler {
         let xTaps = AxisTaps(from: width, to: newWidth, method: method)
         let yTaps = AxisTaps(from: height, to: newHeight, method: method)
         var horizontal = [Float](repeating: 0, count: height * newWidth)
-        horizontal.withUnsafeMutableBufferPointer { out in
-            for y in 0..<height {
-                let row = y * width, outRow = y * newWidth
-                for x in 0..<newWidth {
-                    let start = xTaps.first[x]
-                    var sum: Float = 0
-                    for (k, w) in xTaps.weights[x].enumerated() { sum += w * plane[row + start + k] }
-                    out[outRow + x] = sum
+        xTaps.first.withUnsafeBufferPointer { first in
+            xTaps.count.withUnsafeBufferPointer { count in
+                xTaps.weights.withUnsafeBufferPointer { weights in
+                    horizontal.withUnsafeMutableBufferPointer { out in
+                        for y in 0..<height {
+                            let row = y * width, outRow = y * newWidth
+                            for x in 0..<newWidth {
+                                let start = row + first[x], base = x * xTaps.stride
+                                var sum: Float = 0
+                                for k in 0..<count[x] { sum += weights[base + k] * plane[start + k] }
+                                out[outRow + x] = sum
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -62,8 +77,9 @@ enum Resampler {
         horizontal.withUnsafeBufferPointer { source in
             result.withUnsafeMutableBufferPointer { out in
                 for y in 0..<newHeight {
-                    let start = yTaps.first[y], outRow = y * newWidth
-                    for (k, w) in yTaps.weights[y].enumerated() {
+                    let start = yTaps.first[y], outRow = y * newWidth, base = y * yTaps.stride
+                    for k in 0..<yTaps.count[y] {
+                        let w = yTaps.weights[base + k]
                         let sourceRow = (start + k) * newWidth
                         for x in 0..<newWidth { out[outRow + x] += w * source[sourceRow + x] }
                     }

@@ -99,7 +99,7 @@ struct PreparedResize: PreparedStage {
 
     func transform(_ tensor: ShardTensor, name: String, outputChannels: Int) throws -> ShardTensor {
         let (c, h, w) = (tensor.shape[0], tensor.shape[1], tensor.shape[2])
-        let values: [Float] = tensor.dtype == .uint8 ? try tensor.uint8Values().map { Float($0) / 255 } : try tensor.floatValues()
+        let values: [Float] = tensor.dtype == .uint8 ? Self.dequantize(try tensor.uint8Values()) : try tensor.floatValues()
         // Collapse to the planes we need before resampling (gray is resized once, then replicated).
         var planes: [[Float]] = []
         let area = h * w
@@ -121,8 +121,17 @@ struct PreparedResize: PreparedStage {
         }
         let (oh, ow) = side.map { ($0, $0) } ?? (rh, rw)
         if outputChannels == 3, planes.count == 1 { out = out + out + out }
-        let bytes = out.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+        let bytes = quantize(out[...])
         return try ShardTensor(name: name, uint8: bytes, shape: [outputChannels, oh, ow])
+    }
+
+    static func dequantize(_ levels: [UInt8]) -> [Float] {
+        [Float](unsafeUninitializedCapacity: levels.count) { out, count in
+            levels.withUnsafeBufferPointer { input in
+                for i in 0..<input.count { out[i] = Float(input[i]) / 255 }
+            }
+            count = levels.count
+        }
     }
 
     func finish(units: [UnitSummary], output: UnitOutput) throws -> StageSummary {

@@ -93,14 +93,25 @@ public final class UnitOutput: @unchecked Sendable {
         precondition(!name.contains("/") && !name.hasPrefix("."), "stage output names are plain file names")
         let url = directory.appendingPathComponent(name)
         let writer = try ShardWriter(url: url, compressionLevel: compressionLevel)
+        let entries: [ShardIndexEntry]
         do {
             try body(writer)
-            _ = try writer.finish()
+            entries = try writer.finish()
         } catch {
             writer.abandon()
             throw error
         }
-        let digest = try SHA256.hex(ofFileAt: url)
+        // Digest of the shard's index: every record's key, offset, lengths and the CRC-32C of its
+        // stored bytes. That detects any change of content as reliably as hashing the whole file
+        // for cache purposes, at a fraction of the cost (shards are most of a stage's bytes).
+        var hasher = SHA256()
+        hasher.update("shard-index-v1\n")
+        for entry in entries {
+            hasher.update("\(entry.key)\t\(entry.offset)\t\(entry.compressedLength)\t\(entry.uncompressedLength)\t\(entry.checksum)\n")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
+        hasher.update("size \(size ?? -1)\n")
+        let digest = hasher.finalizeHex()
         lock.lock(); files[name] = digest; lock.unlock()
     }
 
