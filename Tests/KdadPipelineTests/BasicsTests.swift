@@ -92,12 +92,3 @@ final class ResampleTests: XCTestCase {
         XCTAssertEqual(Resampler.centreCrop(plane, width: 4, height: 4, cropWidth: 2, cropHeight: 2), [5, 6, 9, 10])
     }
 }
-
-final class SHA256SpeedProbe: XCTestCase {
-    func testPrintSpeed() throws {
-        let data = Data(repeating: 7, count: 8 << 20)
-        let start = Date()
-        _ = SHA256.hex(of: data)
-        print("SHA256 8 MiB: \(Date().timeIntervalSince(start)) s")
-    }
-}
