@@ -6,6 +6,8 @@ public struct InputItem: Sendable, Equatable {
         case file(URL)
         /// An entry of a tar archive: byte range of its data inside the archive.
         case tarEntry(archive: URL, entry: String, offset: Int, length: Int)
+        /// An archive entry kdad will not read (absolute path or `..`): it is quarantined, never extracted.
+        case refused(archive: URL, entry: String)
     }
     public let key: String
     public let source: Source
@@ -18,7 +20,7 @@ public struct InputItem: Sendable, Equatable {
     public var displayPath: String {
         switch source {
         case let .file(url): return url.path
-        case let .tarEntry(archive, entry, _, _): return "\(archive.path)!\(entry)"
+        case let .tarEntry(archive, entry, _, _), let .refused(archive, entry): return "\(archive.path)!\(entry)"
         }
     }
 }
@@ -40,9 +42,13 @@ public struct InputCatalog: Sendable {
                 locations.append(location)
                 let all = try entries(of: location, index: index)
                 byLocation.append(Dictionary(all.map { ($0.relativePath, $0) }, uniquingKeysWith: { first, _ in first }))
-                for item in all where input.include.contains(where: { $0.matches(item.relativePath) })
-                    && !input.exclude.contains(where: { $0.matches(item.relativePath) }) {
-                    items.append(item)
+                for item in all {
+                    // Refused archive entries bypass the globs: they are always reported in quarantine.
+                    let refused: Bool
+                    if case .refused = item.source { refused = true } else { refused = false }
+                    let selected = input.include.contains { $0.matches(item.relativePath) }
+                        && !input.exclude.contains { $0.matches(item.relativePath) }
+                    if selected || refused { items.append(item) }
                 }
             }
         }
@@ -66,8 +72,10 @@ public struct InputCatalog: Sendable {
             return try folderEntries(location, index: index)
         case .tar:
             return try TarArchive.entries(of: location.url).map { entry in
-                InputItem(key: key(prefix: location.keyPrefix, entry.name), source: .tarEntry(archive: location.url, entry: entry.name, offset: entry.offset, length: entry.size),
-                          relativePath: entry.name, locationIndex: index, size: entry.size, modified: entry.modified)
+                let source: InputItem.Source = entry.unsafe ? .refused(archive: location.url, entry: entry.name)
+                    : .tarEntry(archive: location.url, entry: entry.name, offset: entry.offset, length: entry.size)
+                return InputItem(key: key(prefix: location.keyPrefix, entry.name), source: source,
+                                 relativePath: entry.name, locationIndex: index, size: entry.size, modified: entry.modified)
             }
         case .zip:
             throw PipelineError.io(path: location.url.path, reason: "zip archives are not supported yet; unpack it or use a tar archive")
@@ -113,14 +121,17 @@ public struct InputCatalog: Sendable {
             }
         case let .tarEntry(archive, _, offset, length):
             return try TarArchive.read(archive, offset: offset, length: length)
+        case let .refused(archive, entry):
+            throw PipelineError.unsafeArchiveEntry(archive: archive.path, entry: entry)
         }
     }
 }
 
-/// Reads ustar/GNU tar archives (uncompressed): regular files only. Entries with absolute paths or
-/// `..` components are refused outright, so nothing derived from a name can escape the work dir.
+/// Reads ustar/GNU tar archives (uncompressed): regular files only. Entries are read in place (never
+/// extracted); entries with absolute paths or `..` components are flagged unsafe and end up in the
+/// quarantine list unread, so no name from an archive can steer a write anywhere.
 enum TarArchive {
-    struct Entry { let name: String; let offset: Int; let size: Int; let modified: Double }
+    struct Entry { let name: String; let offset: Int; let size: Int; let modified: Double; let unsafe: Bool }
 
     static func entries(of url: URL) throws -> [Entry] {
         let handle: FileHandle
@@ -170,11 +181,10 @@ enum TarArchive {
             }
             while name.hasPrefix("./") { name.removeFirst(2) }
             let components = name.split(separator: "/", omittingEmptySubsequences: false)
-            guard !name.hasPrefix("/"), !components.contains(".."), !name.isEmpty else {
-                throw PipelineError.unsafeArchiveEntry(archive: url.path, entry: name)
-            }
+            guard !name.isEmpty else { continue }
+            let unsafe = name.hasPrefix("/") || components.contains("..")
             if components.last?.hasPrefix(".") == true { continue }
-            entries.append(Entry(name: name, offset: dataOffset, size: size, modified: Double(octal(136, 12))))
+            entries.append(Entry(name: name, offset: dataOffset, size: size, modified: Double(octal(136, 12)), unsafe: unsafe))
         }
         return entries.sorted { $0.name < $1.name }
     }
