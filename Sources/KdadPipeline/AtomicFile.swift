@@ -29,9 +29,26 @@ enum AtomicFile {
     }
 
     public static func write(_ data: Data, to url: URL) throws {
-        try write(to: url) { temporary in
-            guard FileManager.default.createFile(atPath: temporary.path, contents: data) else {
-                throw PipelineError.io(path: temporary.path, reason: "cannot create file")
+        try write(to: url) { temporary in try writePlain(data, to: temporary) }
+    }
+
+    /// Plain POSIX create+write. (Foundation's `createFile`/`Data.write` stage through hidden temp
+    /// files of their own, which a SIGKILL would leave behind under names we do not control.)
+    static func writePlain(_ data: Data, to url: URL) throws {
+        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw PipelineError.io(path: url.path, reason: "cannot create file: \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        try data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw PipelineError.io(path: url.path, reason: "write failed: \(String(cString: strerror(errno)))")
+                }
+                offset += written
             }
         }
     }
@@ -48,11 +65,11 @@ enum AtomicFile {
     }
 
     /// Removes temporary files a killed writer left behind in `directory` (not recursive): ours
-    /// (`.tmp.<pid>.<name>`) and the shard writer's (`.<name>.tmp-<pid>`). Stage directories hold no
-    /// other hidden files.
+    /// (`.tmp.<pid>.<name>`), the shard writer's (`.<name>.tmp-<pid>`), anyone's. Stage directories
+    /// hold no hidden files of their own, so every hidden file there is a leftover.
     public static func removeLeftovers(in directory: URL) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        for name in names where name.hasPrefix(temporaryPrefix) || (name.hasPrefix(".") && name.contains(".tmp-")) {
+        for name in names where name.hasPrefix(".") {
             try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
         }
     }

@@ -17,6 +17,12 @@ public final class EventLog: @unchecked Sendable {
         guard descriptor >= 0 else {
             throw PipelineError.io(path: url.path, reason: "cannot open event log: \(String(cString: strerror(errno)))")
         }
+        // A run killed mid-line leaves a partial last line; start ours on a fresh one.
+        if let handle = try? FileHandle(forReadingFrom: url), let size = try? handle.seekToEnd(), size > 0 {
+            try? handle.seek(toOffset: size - 1)
+            if let last = try? handle.read(upToCount: 1), last != Data("\n".utf8) { _ = Glibc.write(descriptor, "\n", 1) }
+            try? handle.close()
+        }
     }
 
     deinit { close(descriptor) }

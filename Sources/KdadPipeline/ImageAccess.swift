@@ -42,7 +42,7 @@ func quantize(_ values: ArraySlice<Float>) -> [UInt8] {
 /// The one place the pipeline calls the image module.
 enum ImageAccess {
     /// Decodes in memory (folders and archive entries alike); errors name `name`.
-    static func decode(_ data: Data, name: String, scratch: URL) throws -> LoadedImage {
+    static func decode(_ data: Data, name: String) throws -> LoadedImage {
         let image = try ImageDecoder.decode(data: data, name: name)
         return LoadedImage(width: image.width, height: image.height, channels: image.channels, bitDepth: image.bitDepth,
                            format: image.format.rawValue, pixels: image.pixels)

@@ -31,8 +31,7 @@ public struct IngestStage: Stage {
         if case let .csv(url)? = job.labels { labels = try LabelsCSV.load(url) }
         return PreparedIngest(job: job, catalog: catalog, labels: labels,
                               imagesPerUnit: definition.int("images_per_unit"),
-                              compressionLevel: definition.int("compression_level"),
-                              scratch: context.stageDirectory)
+                              compressionLevel: definition.int("compression_level"))
     }
 }
 
@@ -74,7 +73,6 @@ struct PreparedIngest: PreparedStage {
     let labels: [String: LabelRow]
     let imagesPerUnit: Int
     let compressionLevel: Int
-    let scratch: URL
 
     var unitCount: Int { (catalog.items.count + imagesPerUnit - 1) / imagesPerUnit }
 
@@ -119,7 +117,7 @@ struct PreparedIngest: PreparedStage {
         let data: Data
         do { data = try catalog.data(of: item) } catch { return quarantine("\(error)") }
         let image: LoadedImage
-        do { image = try ImageAccess.decode(data, name: item.relativePath, scratch: scratch) } catch { return quarantine("\(error)") }
+        do { image = try ImageAccess.decode(data, name: item.relativePath) } catch { return quarantine("\(error)") }
         guard let lot = job.lotRule.lot(forKey: item.key) else {
             return quarantine("lot rule \(job.lotRule.canonical.canonicalText) does not match the key")
         }
@@ -150,7 +148,7 @@ struct PreparedIngest: PreparedStage {
                 let prefix = catalog.locations[item.locationIndex].keyPrefix
                 let relative = prefix.isEmpty ? maskKey : String(maskKey.dropFirst(prefix.count + 1))
                 guard let maskItem = catalog.sibling(relative, of: item) else { return quarantine("mask '\(maskKey)' not found") }
-                let mask = try ImageAccess.decode(try catalog.data(of: maskItem), name: maskItem.relativePath, scratch: scratch)
+                let mask = try ImageAccess.decode(try catalog.data(of: maskItem), name: maskItem.relativePath)
                 guard mask.width == image.width, mask.height == image.height else {
                     return quarantine("mask '\(maskKey)' is \(mask.width)x\(mask.height), image is \(image.width)x\(image.height)")
                 }

@@ -162,6 +162,8 @@ public struct PipelineRunner: Sendable {
         let (hash, upstreamHashes) = try inputHash(stage, upstream: upstream.mapValues(\.record))
         let directory = stageDirectory(name)
         if !force, let record = readRecord(name), record.inputHash == hash, outputsPresent(record, directory: directory) {
+            // A kill between writing stage.json and removing progress.json leaves the latter behind.
+            try? FileManager.default.removeItem(at: progressURL(name))
             events.record("stage_skipped", stage: name, ["input_hash": .string(hash)])
             return StageOutcome(stage: name, action: .skipped, record: record)
         }
@@ -296,14 +298,15 @@ public struct PipelineRunner: Sendable {
                 for dependency in definition.dependsOn { upstream[dependency] = current[dependency] }
                 hash = try inputHash(stage, upstream: upstream).hash
             }
-            if let progress {
+            let isDone = hash != nil && record != nil && hash == record!.inputHash && outputsPresent(record!, directory: stageDirectory(name))
+            if let record, isDone {
+                states.append((name, .done(record)))
+                current[name] = record
+            } else if let progress {
                 let completed = (0..<progress.unitCount).filter { FileManager.default.fileExists(atPath: markerURL(name, $0).path) }.count
                 states.append((name, .partial(completed: completed, total: progress.unitCount, resumable: hash == progress.inputHash)))
             } else if let record {
-                if let hash, hash == record.inputHash, outputsPresent(record, directory: stageDirectory(name)) {
-                    states.append((name, .done(record)))
-                    current[name] = record
-                } else if !notReady.isEmpty {
+                if !notReady.isEmpty {
                     states.append((name, .stale(reason: "upstream \(notReady.joined(separator: ", ")) not up to date")))
                 } else if hash != record.inputHash {
                     states.append((name, .stale(reason: "inputs, params or code changed since the last run")))

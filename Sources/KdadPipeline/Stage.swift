@@ -81,11 +81,7 @@ public final class UnitOutput: @unchecked Sendable {
     }
 
     public func write(_ name: String, data: Data) throws {
-        try write(name) { url in
-            guard FileManager.default.createFile(atPath: url.path, contents: data) else {
-                throw PipelineError.io(path: url.path, reason: "cannot create file")
-            }
-        }
+        try write(name) { url in try AtomicFile.writePlain(data, to: url) }
     }
 
     /// Writes a shard named `name`; `ShardWriter` itself publishes atomically (temp, fsync, rename).
