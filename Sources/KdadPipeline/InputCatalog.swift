@@ -6,6 +6,8 @@ public struct InputItem: Sendable, Equatable {
         case file(URL)
         /// An entry of a tar archive: byte range of its data inside the archive.
         case tarEntry(archive: URL, entry: String, offset: Int, length: Int)
+        /// An entry of a zip archive.
+        case zipEntry(archive: URL, entry: ZipEntry)
         /// An archive entry kdad will not read (absolute path or `..`): it is quarantined, never extracted.
         case refused(archive: URL, entry: String)
     }
@@ -21,6 +23,7 @@ public struct InputItem: Sendable, Equatable {
         switch source {
         case let .file(url): return url.path
         case let .tarEntry(archive, entry, _, _), let .refused(archive, entry): return "\(archive.path)!\(entry)"
+        case let .zipEntry(archive, entry): return "\(archive.path)!\(entry.name)"
         }
     }
 }
@@ -78,7 +81,11 @@ public struct InputCatalog: Sendable {
                                  relativePath: entry.name, locationIndex: index, size: entry.size, modified: entry.modified)
             }
         case .zip:
-            throw PipelineError.io(path: location.url.path, reason: "zip archives are not supported yet; unpack it or use a tar archive")
+            return try ZipArchive.entries(of: location.url).map { entry in
+                let source: InputItem.Source = entry.unsafe ? .refused(archive: location.url, entry: entry.name) : .zipEntry(archive: location.url, entry: entry)
+                return InputItem(key: key(prefix: location.keyPrefix, entry.name), source: source, relativePath: entry.name,
+                                 locationIndex: index, size: entry.compressedSize, modified: entry.modified)
+            }
         }
     }
 
@@ -121,6 +128,8 @@ public struct InputCatalog: Sendable {
             }
         case let .tarEntry(archive, _, offset, length):
             return try TarArchive.read(archive, offset: offset, length: length)
+        case let .zipEntry(archive, entry):
+            return try ZipArchive.read(archive, entry: entry)
         case let .refused(archive, entry):
             throw PipelineError.unsafeArchiveEntry(archive: archive.path, entry: entry)
         }
