@@ -267,7 +267,8 @@ public struct JobManifest: Sendable {
         }
     }
 
-    /// The manifest settings that determine what ingest produces (part of its cache key).
+    /// The manifest settings that determine what ingest produces (part of its cache key). The seed
+    /// is not among them: ingest draws no random numbers, so a new seed must not redo it.
     public var ingestSettings: JSONValue {
         var labelsValue: JSONValue = .null
         switch labels {
@@ -280,14 +281,14 @@ public struct JobManifest: Sendable {
             "inputs": .array(inputs.map { input in
                 .object(["include": .array(input.include.map { .string($0.pattern) }),
                          "exclude": .array(input.exclude.map { .string($0.pattern) }),
-                         "prefixes": .array(input.locations.map { .string($0.keyPrefix) })])
+                         "prefixes": .array(input.locations.map { .string($0.keyPrefix) }),
+                         "paths": .array(input.locations.map { .string($0.url.path) })])
             }),
             "lots": lotRule.canonical,
             "labels": labelsValue,
             "train": train.canonical,
             "val": val?.canonical ?? .null,
             "score": score.canonical,
-            "seed": .int(Int(seed)),
         ])
     }
 }
