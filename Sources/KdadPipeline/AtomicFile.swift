@@ -83,6 +83,8 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
     case stageFailed(stage: String, reason: String)
     case corruptRecord(path: String, reason: String)
     case unsafeArchiveEntry(archive: String, entry: String)
+    /// The inputs cannot be processed as a whole (e.g. two files with one key); names the files.
+    case invalidInput(reason: String)
 
     public var description: String {
         switch self {
@@ -93,6 +95,7 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
             return "no stage named '\(name)' in the pipeline" + (suggestion.map { " (did you mean '\($0)'?)" } ?? "")
         case let .stageFailed(stage, reason): return "stage '\(stage)' failed: \(reason)"
         case let .corruptRecord(path, reason): return "\(path): unreadable record (\(reason))"
+        case let .invalidInput(reason): return reason
         case let .unsafeArchiveEntry(archive, entry):
             return "\(archive): refusing archive entry '\(entry)' (absolute path or '..' would escape the work dir)"
         }

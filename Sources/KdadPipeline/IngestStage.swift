@@ -180,7 +180,7 @@ struct PreparedIngest: PreparedStage {
         }
         // The invariant the brief of every nightly run rests on: nothing silently dropped.
         guard index.count + quarantine.count == catalog.items.count else {
-            throw PipelineError.stageFailed(stage: "ingest", reason: "invariant violated: \(index.count) ingested + \(quarantine.count) quarantined != \(catalog.items.count) input files")
+            throw PipelineError.invalidInput(reason: "invariant violated: \(index.count) ingested + \(quarantine.count) quarantined != \(catalog.items.count) input files")
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

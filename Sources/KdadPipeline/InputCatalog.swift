@@ -57,7 +57,7 @@ public struct InputCatalog: Sendable {
         }
         items.sort { $0.key < $1.key }
         for (a, b) in zip(items, items.dropFirst()) where a.key == b.key {
-            throw PipelineError.stageFailed(stage: "ingest", reason: "two input files have the key '\(a.key)' (\(a.displayPath) and \(b.displayPath)); give the inputs distinct 'name's")
+            throw PipelineError.invalidInput(reason: "two input files have the key '\(a.key)' (\(a.displayPath) and \(b.displayPath)); give the inputs distinct 'name's")
         }
         return InputCatalog(items: items, byLocation: byLocation, locations: locations)
     }

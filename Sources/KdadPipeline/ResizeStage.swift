@@ -80,7 +80,7 @@ struct PreparedResize: PreparedStage {
         try output.writeShard(name, compressionLevel: compressionLevel) { writer in
             try reader.forEachRecord { record in
                 guard let image = record.tensor(named: "image"), image.shape.count == 3 else {
-                    throw PipelineError.stageFailed(stage: "resize", reason: "record '\(record.key)' in \(name) has no CHW 'image' tensor")
+                    throw PipelineError.invalidInput(reason: "record '\(record.key)' in \(name) has no CHW 'image' tensor")
                 }
                 var tensors = [try transform(image, name: "image", outputChannels: channels)]
                 if let mask = record.tensor(named: "mask") { tensors.append(try transform(mask, name: "mask", outputChannels: 1)) }

@@ -137,8 +137,17 @@ public struct PipelineRunner: Sendable {
                 let definition = pipeline.stage(named: name)!
                 var upstream: [String: (directory: URL, record: StageRecord)] = [:]
                 for dependency in definition.dependsOn { upstream[dependency] = (stageDirectory(dependency), records[dependency]!) }
-                let outcome = try runStage(makeStage(definition), upstream: upstream, force: forced.contains(name),
+                let outcome: StageOutcome
+                do {
+                    outcome = try runStage(makeStage(definition), upstream: upstream, force: forced.contains(name),
                                            jobs: options.jobs, events: events, progress: progress)
+                } catch let error as PipelineError {
+                    if case .stageFailed = error { throw error }
+                    throw PipelineError.stageFailed(stage: name, reason: "\(error)")
+                } catch {
+                    // Say which stage failed; complete units stay and the next run resumes after them.
+                    throw PipelineError.stageFailed(stage: name, reason: "\(error)")
+                }
                 records[name] = outcome.record
                 outcomes.append(outcome)
                 switch outcome.action {
