@@ -200,7 +200,7 @@ struct PreparedIngest: PreparedStage {
         let inputKeys = Set(catalog.items.map(\.key))
         let labelsWithoutFile = labels.keys.filter { !inputKeys.contains($0) }.count
         if !labels.isEmpty { counts["labels_without_file"] = labelsWithoutFile }
-        var headline = "\(index.count) images ingested, \(quarantine.count) quarantined, \(lots.count) lots"
+        var headline = "\(index.count) images ingested, \(quarantine.count) quarantined, \(lots.count) lot\(lots.count == 1 ? "" : "s")"
         if !duplicates.isEmpty { headline += ", \(duplicates.count) groups of duplicate images (see duplicates.json)" }
         return StageSummary(counts: counts,
                             info: ["lots": .object(lots.mapValues(JSONValue.int)), "roles": .object(roles.mapValues(JSONValue.int)),

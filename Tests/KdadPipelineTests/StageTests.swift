@@ -119,12 +119,17 @@ final class IngestAndResizeTests: XCTestCase {
 
     func testMTDIngestsEveryImage() throws {
         _ = try SharedData.require("datasets/mtd/splits.csv")
-        // The repository manifest, with the work dir moved to a temporary folder.
-        let source = try String(contentsOf: SharedData.packageRoot.appendingPathComponent("manifests/mtd.yaml"), encoding: .utf8)
+        // The repository manifest, copied to a temporary folder with its relative paths made absolute.
+        let manifests = SharedData.packageRoot.appendingPathComponent("manifests")
+        let source = try String(contentsOf: manifests.appendingPathComponent("mtd.yaml"), encoding: .utf8)
         let work = try makeTemporaryDirectory("kdad-mtd")
-        let manifest = SharedData.packageRoot.appendingPathComponent("manifests/.mtd-test-\(UUID().uuidString).yaml")
-        try Data(source.replacingOccurrences(of: "work_dir: ../work/mtd", with: "work_dir: \(work.path)").utf8).write(to: manifest)
-        defer { try? FileManager.default.removeItem(at: manifest) }
+        let manifest = work.appendingPathComponent("mtd.yaml")
+        let rewritten = source
+            .replacingOccurrences(of: "work_dir: ../work/mtd", with: "work_dir: \(work.appendingPathComponent("work").path)")
+            .replacingOccurrences(of: "../pipelines/", with: manifests.appendingPathComponent("../pipelines").standardizedFileURL.path + "/")
+            .replacingOccurrences(of: "../../shared/", with: SharedData.root.standardizedFileURL.path + "/")
+        XCTAssertFalse(rewritten.contains(" ../"), "every relative path was rewritten")
+        try Data(rewritten.utf8).write(to: manifest)
         let record = try PipelineRunner.load(manifest: manifest).run(RunOptions(stage: "ingest"))[0].record
         XCTAssertEqual(record.counts["ingested"], 1344)
         XCTAssertEqual(record.counts["quarantined"], 0)
