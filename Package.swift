@@ -37,13 +37,15 @@ let package = Package(
         .target(name: "KdadWeights"),
         // Tensor, autograd, operators, optimisers.
         .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights"]),
+        // Network layers, backbones (EfficientNet-Lite, ResNet family) and their weight loading.
+        .target(name: "KdadNN", dependencies: ["KdadTensor", "KdadWeights", "KdadImage"]),
         // Manifests, stage graph, resumable runner, ingest and resize stages.
         .target(name: "KdadPipeline", dependencies: [
             "KdadImage", "KdadShards", .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "kdad", dependencies: [
-            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadPipeline",
+            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadNN", "KdadPipeline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -51,8 +53,10 @@ let package = Package(
         .target(name: "KdadTestSupport", path: "Sources/KdadTestSupport"),
         .testTarget(name: "KdadImageTests", dependencies: ["KdadImage", "KdadTestSupport"]),
         .testTarget(name: "KdadShardsTests", dependencies: ["KdadShards", "KdadTestSupport"]),
-        .testTarget(name: "KdadWeightsTests", dependencies: ["KdadWeights", "KdadTestSupport"]),
+        .testTarget(name: "KdadWeightsTests", dependencies: ["KdadWeights", "KdadTestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "KdadTensorTests", dependencies: ["KdadTensor", "KdadWeights", "KdadTestSupport"]),
+        .testTarget(name: "KdadNNTests", dependencies: ["KdadNN", "KdadTestSupport"]),
         .testTarget(name: "KdadPipelineTests", dependencies: ["KdadPipeline", "KdadTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

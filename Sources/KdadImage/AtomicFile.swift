@@ -21,7 +21,7 @@ public enum AtomicFile {
         var writeError: Int32 = 0
         data.withUnsafeBytes { raw in
             while written < raw.count {
-                let result = Glibc.write(descriptor, raw.baseAddress! + written, raw.count - written)
+                let result = systemWrite(descriptor, raw.baseAddress! + written, raw.count - written)
                 if result < 0 {
                     if errno == EINTR { continue }
                     writeError = errno
@@ -47,6 +47,15 @@ public enum AtomicFile {
             close(directoryDescriptor)
         }
     }
+}
+
+/// POSIX write(2), spelled so it does not collide with the Swift `write` methods in scope.
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(descriptor, bytes, count)
+    #else
+    return Darwin.write(descriptor, bytes, count)
+    #endif
 }
 
 extension PNGEncoder {

@@ -77,7 +77,7 @@ public struct DecodedImage: Sendable, Equatable {
     public var pixelCount: Int { width * height }
 
     /// The sample of `channel` at column `x`, row `y`.
-    public subscript(x: Int, y: Int, channel: Int) -> Float {
+    public subscript(x x: Int, y y: Int, channel channel: Int) -> Float {
         pixels[channel * width * height + y * width + x]
     }
 

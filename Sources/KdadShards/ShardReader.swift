@@ -18,7 +18,7 @@ public final class ShardReader: Sendable {
     /// Index entries in file order (the order the records were appended).
     public let entries: [ShardIndexEntry]
     /// Record keys in file order.
-    public var keys: [String] { entries.map(\.key) }
+    public let keys: [String]
     public var count: Int { entries.count }
     /// Size of the file in bytes.
     public let fileSize: Int
@@ -43,6 +43,7 @@ public final class ShardReader: Sendable {
             self.descriptor = descriptor
             self.fileSize = fileSize
             self.entries = entries
+            self.keys = entries.map(\.key)
             self.positionByKey = positionByKey
         } catch {
             close(descriptor)

@@ -9,8 +9,8 @@ struct Kdad: AsyncParsableCommand {
         commandName: "kdad",
         abstract: "Knowledge-distillation anomaly detection for industrial visual inspection.",
         discussion: """
-        kdad learns what a good part looks like from defect-free images only: a frozen ImageNet
-        teacher network and a student trained to imitate it. Where they disagree on a new image,
+        kdad learns what a good part looks like from defect-free images only: a frozen ImageNet \
+        teacher network and a student trained to imitate it. Where they disagree on a new image, \
         there is a defect. kdad scores each night's images per production lot and writes a report.
 
         Start with the demo:  scripts/demo.sh
@@ -25,7 +25,7 @@ struct Kdad: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kdad's speed on this machine (decode, shards, tensor kernels).",
-        subcommands: [BenchImageDecode.self, BenchShards.self, BenchTensor.self]
+        subcommands: [BenchImageDecode.self, BenchShards.self, BenchTensor.self, BenchTeacher.self]
     )
 }
 

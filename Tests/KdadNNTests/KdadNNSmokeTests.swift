@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadNN
+
+final class KdadNNSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}

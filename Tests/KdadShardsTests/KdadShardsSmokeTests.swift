@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadShards
-
-final class KdadShardsSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
