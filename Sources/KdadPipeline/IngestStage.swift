@@ -17,16 +17,18 @@ public struct IngestStage: Stage {
     public var codeVersion: String { "ingest-1" }
 
     public func externalInputs(job: JobManifest) throws -> JSONValue {
-        let catalog = try InputCatalog.list(job.inputs)
+        // Like DVC's/Make's stat check: files by (key, size, mtime), archives by their own stat.
+        // Content is hashed during ingest itself, so a touched-but-identical file reruns ingest
+        // and downstream stages rerun only if ingest's outputs actually changed.
         var labelsHash: JSONValue = .null
         if case let .csv(url)? = job.labels { labelsHash = .string(try SHA256.hex(ofFileAt: url)) }
-        return .object(["settings": job.ingestSettings, "listing": .string(catalog.fingerprint),
-                        "files": .int(catalog.items.count), "labels_csv": labelsHash])
+        return .object(["settings": job.ingestSettings, "listing": .string(try InputCatalog.fingerprint(job.inputs)),
+                        "labels_csv": labelsHash])
     }
 
     public func prepare(_ context: StageContext) throws -> any PreparedStage {
         let job = context.job
-        let catalog = try InputCatalog.list(job.inputs)
+        let catalog = try InputCatalog.list(job.inputs, cacheDirectory: context.workDirectory.appendingPathComponent("cache"))
         var labels: [String: LabelRow] = [:]
         if case let .csv(url)? = job.labels { labels = try LabelsCSV.load(url) }
         return PreparedIngest(job: job, catalog: catalog, labels: labels,

@@ -4,8 +4,9 @@ import Foundation
 public struct InputItem: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
         case file(URL)
-        /// An entry of a tar archive: byte range of its data inside the archive.
-        case tarEntry(archive: URL, entry: String, offset: Int, length: Int)
+        /// An entry of a tar archive: byte range of its data inside `archive` (for a `.tar.zst`, the
+        /// decompressed copy in the cache; `origin` is the file the user named).
+        case tarEntry(archive: URL, entry: String, offset: Int, length: Int, origin: URL)
         /// An entry of a zip archive.
         case zipEntry(archive: URL, entry: ZipEntry)
         /// An archive entry kdad will not read (absolute path or `..`): it is quarantined, never extracted.
@@ -22,7 +23,7 @@ public struct InputItem: Sendable, Equatable {
     public var displayPath: String {
         switch source {
         case let .file(url): return url.path
-        case let .tarEntry(archive, entry, _, _), let .refused(archive, entry): return "\(archive.path)!\(entry)"
+        case let .tarEntry(_, entry, _, _, origin), let .refused(origin, entry): return "\(origin.path)!\(entry)"
         case let .zipEntry(archive, entry): return "\(archive.path)!\(entry.name)"
         }
     }
@@ -35,7 +36,31 @@ public struct InputCatalog: Sendable {
     let byLocation: [[String: InputItem]]
     public let locations: [InputRoot.Location]
 
-    public static func list(_ inputs: [InputRoot]) throws -> InputCatalog {
+    /// What `externalInputs` hashes: folder files by (key, size, mtime) after include/exclude, each
+    /// archive by its own size and mtime. Reads no archive contents and writes nothing, so
+    /// `kdad status` stays cheap and read-only.
+    public static func fingerprint(_ inputs: [InputRoot]) throws -> String {
+        var hasher = SHA256()
+        for input in inputs {
+            for (index, location) in input.locations.enumerated() {
+                hasher.update("location \(location.kind.rawValue) \(location.url.path) \(location.keyPrefix)\n")
+                if location.kind == .folder {
+                    for item in try folderEntries(location, index: index) where input.selects(item.relativePath) {
+                        hasher.update("\(item.key)\t\(item.size)\t\(item.modified)\n")
+                    }
+                } else {
+                    let attributes = try? FileManager.default.attributesOfItem(atPath: location.url.path)
+                    let size = attributes?[.size] as? Int ?? -1
+                    let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                    hasher.update("archive\t\(size)\t\(modified)\n")
+                }
+            }
+        }
+        return hasher.finalizeHex()
+    }
+
+    /// Lists every selected file; `.tar.zst` archives are first decompressed into `cacheDirectory`.
+    public static func list(_ inputs: [InputRoot], cacheDirectory: URL) throws -> InputCatalog {
         var items: [InputItem] = []
         var byLocation: [[String: InputItem]] = []
         var locations: [InputRoot.Location] = []
@@ -43,15 +68,13 @@ public struct InputCatalog: Sendable {
             for location in input.locations {
                 let index = locations.count
                 locations.append(location)
-                let all = try entries(of: location, index: index)
+                let all = try entries(of: location, index: index, cacheDirectory: cacheDirectory)
                 byLocation.append(Dictionary(all.map { ($0.relativePath, $0) }, uniquingKeysWith: { first, _ in first }))
                 for item in all {
                     // Refused archive entries bypass the globs: they are always reported in quarantine.
                     let refused: Bool
                     if case .refused = item.source { refused = true } else { refused = false }
-                    let selected = input.include.contains { $0.matches(item.relativePath) }
-                        && !input.exclude.contains { $0.matches(item.relativePath) }
-                    if selected || refused { items.append(item) }
+                    if input.selects(item.relativePath) || refused { items.append(item) }
                 }
             }
         }
@@ -69,14 +92,15 @@ public struct InputCatalog: Sendable {
 
     static func key(prefix: String, _ relative: String) -> String { prefix.isEmpty ? relative : "\(prefix)/\(relative)" }
 
-    static func entries(of location: InputRoot.Location, index: Int) throws -> [InputItem] {
+    static func entries(of location: InputRoot.Location, index: Int, cacheDirectory: URL) throws -> [InputItem] {
         switch location.kind {
         case .folder:
             return try folderEntries(location, index: index)
-        case .tar:
-            return try TarArchive.entries(of: location.url).map { entry in
+        case .tar, .tarZstd:
+            let tar = location.kind == .tar ? location.url : try decompressedCopy(of: location.url, in: cacheDirectory)
+            return try TarArchive.entries(of: tar).map { entry in
                 let source: InputItem.Source = entry.unsafe ? .refused(archive: location.url, entry: entry.name)
-                    : .tarEntry(archive: location.url, entry: entry.name, offset: entry.offset, length: entry.size)
+                    : .tarEntry(archive: tar, entry: entry.name, offset: entry.offset, length: entry.size, origin: location.url)
                 return InputItem(key: key(prefix: location.keyPrefix, entry.name), source: source,
                                  relativePath: entry.name, locationIndex: index, size: entry.size, modified: entry.modified)
             }
@@ -87,6 +111,27 @@ public struct InputCatalog: Sendable {
                                  locationIndex: index, size: entry.compressedSize, modified: entry.modified)
             }
         }
+    }
+
+    /// `<cache>/<stem>-<hash of path, size, mtime>.tar`, made once per archive version; older copies
+    /// of the same archive are removed.
+    static func decompressedCopy(of archive: URL, in cacheDirectory: URL) throws -> URL {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: archive.path)
+        let size = attributes?[.size] as? Int ?? -1
+        let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let stem = InputRoot.stem(of: archive).replacingOccurrences(of: "/", with: "_")
+        let version = String(SHA256.hex(of: "\(archive.path)\t\(size)\t\(modified)").prefix(16))
+        let copy = cacheDirectory.appendingPathComponent("\(stem)-\(version).tar")
+        if FileManager.default.fileExists(atPath: copy.path) { return copy }
+        try FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: cacheDirectory.path)) ?? []
+            where name.hasPrefix("\(stem)-") && name.hasSuffix(".tar") && name.count == stem.count + 21 {
+            try? FileManager.default.removeItem(at: cacheDirectory.appendingPathComponent(name))
+        }
+        do { try ZstdFile.decompress(archive, to: copy) } catch let error as ZstdFile.Failure {
+            throw PipelineError.io(path: error.path, reason: error.reason)
+        }
+        return copy
     }
 
     static func folderEntries(_ location: InputRoot.Location, index: Int) throws -> [InputItem] {
@@ -110,15 +155,6 @@ public struct InputCatalog: Sendable {
         return items.sorted { $0.relativePath < $1.relativePath }
     }
 
-    /// Cheap fingerprint of the listing (key, size, mtime), like DVC's/Make's stat check: content is
-    /// hashed during ingest itself, so an edited file with a new mtime reruns ingest, and downstream
-    /// stages rerun only if ingest's outputs actually changed.
-    public var fingerprint: String {
-        var hasher = SHA256()
-        for item in items { hasher.update("\(item.key)\t\(item.size)\t\(item.modified)\n") }
-        return hasher.finalizeHex()
-    }
-
     /// The bytes of an item.
     public func data(of item: InputItem) throws -> Data {
         switch item.source {
@@ -126,7 +162,7 @@ public struct InputCatalog: Sendable {
             do { return try Data(contentsOf: url) } catch {
                 throw PipelineError.io(path: url.path, reason: "cannot read: \(error.localizedDescription)")
             }
-        case let .tarEntry(archive, _, offset, length):
+        case let .tarEntry(archive, _, offset, length, _):
             return try TarArchive.read(archive, offset: offset, length: length)
         case let .zipEntry(archive, entry):
             return try ZipArchive.read(archive, entry: entry)

@@ -2,7 +2,7 @@ import Foundation
 
 /// One source of images: a folder or an archive, possibly several matched by a glob in `path`.
 public struct InputRoot: Sendable, Equatable {
-    public enum Kind: String, Sendable, Equatable { case folder, tar, zip }
+    public enum Kind: String, Sendable, Equatable { case folder, tar, tarZstd, zip }
 
     public struct Location: Sendable, Equatable {
         public let url: URL
@@ -20,6 +20,7 @@ public struct InputRoot: Sendable, Equatable {
     static func kind(of url: URL) -> Kind? {
         let name = url.lastPathComponent.lowercased()
         if name.hasSuffix(".tar") { return .tar }
+        if name.hasSuffix(".tar.zst") || name.hasSuffix(".tzst") { return .tarZstd }
         if name.hasSuffix(".zip") { return .zip }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue { return .folder }
@@ -29,7 +30,10 @@ public struct InputRoot: Sendable, Equatable {
     /// Name without archive extension, used as a key prefix when a glob picks several roots.
     static func stem(of url: URL) -> String {
         var name = url.lastPathComponent
-        for ext in [".tar", ".zip"] where name.lowercased().hasSuffix(ext) { name.removeLast(ext.count) }
+        for ext in [".tar.zst", ".tzst", ".tar", ".zip"] where name.lowercased().hasSuffix(ext) {
+            name.removeLast(ext.count)
+            break
+        }
         return name
     }
 }
@@ -196,7 +200,7 @@ public struct JobManifest: Sendable {
                 throw pathNode.error("file not found for '\(pathNode.keyPath)': \(path) (resolved to \(resolved.path))")
             }
             guard let kind = InputRoot.kind(of: resolved) else {
-                throw pathNode.error("'\(pathNode.keyPath)' must be a folder or a .tar/.zip archive: \(path)")
+                throw pathNode.error("'\(pathNode.keyPath)' must be a folder or a .tar, .tar.zst or .zip archive: \(path)")
             }
             locations.append(.init(url: resolved, kind: kind, keyPrefix: name ?? ""))
         }
@@ -290,5 +294,12 @@ public struct JobManifest: Sendable {
             "val": val?.canonical ?? .null,
             "score": score.canonical,
         ])
+    }
+}
+
+extension InputRoot {
+    /// Whether a location-relative path passes this input's include and exclude globs.
+    func selects(_ relativePath: String) -> Bool {
+        include.contains { $0.matches(relativePath) } && !exclude.contains { $0.matches(relativePath) }
     }
 }

@@ -69,3 +69,48 @@ final class ArchiveTests: XCTestCase {
         XCTAssertTrue(quarantine.contains("refusing archive entry '..\\/lotA\\/evil.png'"), quarantine)
     }
 }
+
+final class TarZstdTests: XCTestCase {
+    func testTarZstdInputMatchesFolderAndIsCachedInsideTheWorkDir() throws {
+        let folderRoot = try makeTemporaryDirectory("kdad-zst-folder")
+        _ = try DemoDataset.write(to: folderRoot, images: 10, side: 16, lots: 2, seed: 8, archive: false)
+        let tarRoot = try makeTemporaryDirectory("kdad-zst")
+        let demo = try DemoDataset.write(to: tarRoot, images: 10, side: 16, lots: 2, seed: 8, archive: true)
+        let tar = tarRoot.appendingPathComponent("images.tar")
+        try ZstdFile.compress(try Data(contentsOf: tar)).write(to: tarRoot.appendingPathComponent("images.tar.zst"))
+        try FileManager.default.removeItem(at: tar)
+        let text = try String(contentsOf: demo.manifest, encoding: .utf8)
+        try Data(text.replacingOccurrences(of: "path: images.tar", with: "path: images.tar.zst").utf8).write(to: demo.manifest)
+
+        let outcomes = try PipelineRunner.load(manifest: demo.manifest).run()
+        XCTAssertEqual(outcomes[0].record.counts["ingested"], 10)
+        _ = try PipelineRunner.load(manifest: folderRoot.appendingPathComponent("demo.yaml")).run(RunOptions(stage: "ingest"))
+        func index(_ root: URL) throws -> [IngestedImage] {
+            try String(contentsOf: root.appendingPathComponent("work/stages/ingest/index.jsonl"), encoding: .utf8)
+                .split(separator: "\n").map { try JSONDecoder().decode(IngestedImage.self, from: Data($0.utf8)) }
+        }
+        let fromZstd = try index(tarRoot), fromFolder = try index(folderRoot)
+        XCTAssertEqual(fromZstd.map(\.sha256), fromFolder.map(\.sha256))
+        XCTAssertTrue(fromZstd[0].source.hasPrefix(tarRoot.appendingPathComponent("images.tar.zst").standardizedFileURL.path + "!"), fromZstd[0].source)
+        let cache = try FileManager.default.contentsOfDirectory(atPath: tarRoot.appendingPathComponent("work/cache").path)
+        XCTAssertEqual(cache.count, 1)
+        XCTAssertTrue(cache[0].hasPrefix("images-") && cache[0].hasSuffix(".tar"), "\(cache)")
+        XCTAssertEqual(try PipelineRunner.load(manifest: demo.manifest).run().map(\.action), [.skipped, .skipped])
+    }
+
+    func testCorruptZstdFailsTheStageWithTheArchiveNamed() throws {
+        let root = try makeTemporaryDirectory("kdad-zst-bad")
+        let demo = try DemoDataset.write(to: root, images: 4, side: 8, lots: 1, seed: 2, archive: true)
+        let compressed = try ZstdFile.compress(try Data(contentsOf: root.appendingPathComponent("images.tar")))
+        try compressed.prefix(compressed.count / 2).write(to: root.appendingPathComponent("images.tar.zst"))
+        let text = try String(contentsOf: demo.manifest, encoding: .utf8)
+        try Data(text.replacingOccurrences(of: "path: images.tar", with: "path: images.tar.zst").utf8).write(to: demo.manifest)
+        XCTAssertThrowsError(try PipelineRunner.load(manifest: demo.manifest).run()) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("stage 'ingest' failed") && message.contains("images.tar.zst"), message)
+        }
+        let cache = root.appendingPathComponent("work/cache")
+        XCTAssertEqual(((try? FileManager.default.contentsOfDirectory(atPath: cache.path)) ?? []).filter { !$0.hasPrefix(".") }, [],
+                       "no half-decompressed archive is published")
+    }
+}
