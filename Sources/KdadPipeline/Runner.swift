@@ -199,6 +199,11 @@ public struct PipelineRunner: Sendable {
             events.record("stage_failed", stage: name, ["error": .string("\(error)")])
             throw error
         }
+        if resuming, previous?.unitCount != prepared.unitCount {
+            // Same inputs but a different plan (cannot happen with deterministic stages): distrust the units.
+            try? fileManager.removeItem(at: unitsDirectory(name))
+            try fileManager.createDirectory(at: unitsDirectory(name), withIntermediateDirectories: true)
+        }
         if !resuming || previous?.unitCount != prepared.unitCount {
             try AtomicFile.write(try Self.encoder.encode(StageProgress(inputHash: hash, unitCount: prepared.unitCount)), to: progressURL(name))
         }
