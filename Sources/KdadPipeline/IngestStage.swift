@@ -110,7 +110,6 @@ struct PreparedIngest: PreparedStage {
         try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(value))
     }
 
-    
 
     func ingest(_ item: InputItem, shard: String) -> Result<(IngestedImage, [ShardTensor]), QuarantineEntry> {
         func quarantine(_ reason: String) -> Result<(IngestedImage, [ShardTensor]), QuarantineEntry> {
@@ -148,7 +147,7 @@ struct PreparedIngest: PreparedStage {
             tensors.append(try image.tensor(named: "image"))
             if let maskKey {
                 let prefix = catalog.locations[item.locationIndex].keyPrefix
-                let relative = prefix.isEmpty ? maskKey : String(maskKey.dropFirst(prefix.count + 1))
+                let relative = !prefix.isEmpty && maskKey.hasPrefix(prefix + "/") ? String(maskKey.dropFirst(prefix.count + 1)) : maskKey
                 guard let maskItem = catalog.sibling(relative, of: item) else { return quarantine("mask '\(maskKey)' not found") }
                 let mask = try ImageAccess.decode(try catalog.data(of: maskItem), name: maskItem.relativePath)
                 guard mask.width == image.width, mask.height == image.height else {
