@@ -34,6 +34,7 @@ final class KillResumeTests: XCTestCase {
             return XCTFail("built kdad not found at \(kdad.path); build with `swift build --build-tests`")
         }
         let root = try makeTemporaryDirectory("kdad-kill")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
         let demo = try DemoDataset.write(to: root, images: 400, side: 40, lots: 4, seed: 11)
         let text = try String(contentsOf: demo.manifest, encoding: .utf8)
         let reference = root.appendingPathComponent("reference.yaml")

@@ -123,6 +123,7 @@ final class IngestAndResizeTests: XCTestCase {
         let manifests = SharedData.packageRoot.appendingPathComponent("manifests")
         let source = try String(contentsOf: manifests.appendingPathComponent("mtd.yaml"), encoding: .utf8)
         let work = try makeTemporaryDirectory("kdad-mtd")
+        addTeardownBlock { try? FileManager.default.removeItem(at: work) }  // ~120 MB of shards
         let manifest = work.appendingPathComponent("mtd.yaml")
         let rewritten = source
             .replacingOccurrences(of: "work_dir: ../work/mtd", with: "work_dir: \(work.appendingPathComponent("work").path)")
