@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadPipeline
-
-final class KdadPipelineSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
