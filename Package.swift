@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "KdadMetrics"),
         // Manifests, stage graph, resumable runner, ingest and resize stages.
         .target(name: "KdadPipeline", dependencies: [
-            "KdadImage", "KdadShards", .product(name: "Yams", package: "Yams"),
+            "KdadImage", "KdadShards", "CZstd", .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "kdad", dependencies: [
