@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadWeights
-
-final class KdadWeightsSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
