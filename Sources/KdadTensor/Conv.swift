@@ -305,7 +305,7 @@ extension Tensor {
     /// explicit four-sided padding (TF-SAME is asymmetric), dilation and groups (depthwise when
     /// groups == input channels).
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
-                              stride: (Int, Int) = (1, 1), padding: Padding2D = .zero,
+                              stride: (Int, Int), padding: Padding2D = .zero,
                               dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         precondition(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape), weight \(weight.shape)")
         let geometry = ConvGeometry(batch: input.shape[0], inChannels: input.shape[1], height: input.shape[2], width: input.shape[3],
@@ -340,7 +340,7 @@ extension Tensor {
     /// (PyTorch layout). `padding` removes rows/columns from the full output; `outputPadding` adds
     /// them at the bottom/right.
     public static func convTranspose2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
-                                       stride: (Int, Int) = (1, 1), padding: Padding2D = .zero,
+                                       stride: (Int, Int), padding: Padding2D = .zero,
                                        outputPadding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
                                        groups: Int = 1) -> Tensor {
         precondition(input.rank == 4 && weight.rank == 4 && weight.shape[0] == input.shape[1] && input.shape[1] % groups == 0,
