@@ -351,12 +351,12 @@ extension Tensor {
         let outH = (input.shape[2] - 1) * stride.0 - padding.top - padding.bottom + dilation.0 * (kh - 1) + outputPadding.0 + 1
         let outW = (input.shape[3] - 1) * stride.1 - padding.left - padding.right + dilation.1 * (kw - 1) + outputPadding.1 + 1
         precondition(outH > 0 && outW > 0, "convTranspose2d: empty output for input \(input.shape)")
-        // The equivalent convolution maps the transposed output (as its input) to our input.
+        // The equivalent convolution maps the transposed output (as its input) to our input; the
+        // output-padding rows/columns are input rows no window of that convolution reaches.
         let geometry = ConvGeometry(batch: input.shape[0], inChannels: weight.shape[1] * groups, height: outH, width: outW,
                                     outChannels: input.shape[1], kernelH: kh, kernelW: kw,
                                     strideH: stride.0, strideW: stride.1,
-                                    padding: Padding2D(top: padding.top, bottom: padding.bottom + outputPadding.0,
-                                                       left: padding.left, right: padding.right + outputPadding.1),
+                                    padding: padding,
                                     dilationH: dilation.0, dilationW: dilation.1, groups: groups)
         precondition(geometry.outHeight == input.shape[2] && geometry.outWidth == input.shape[3],
                      "convTranspose2d: inconsistent geometry for input \(input.shape)")
