@@ -5,8 +5,8 @@ import Foundation
 /// backward pass itself records nothing (no higher-order gradients).
 final class GradNode {
     let name: String
-    let inputs: [Tensor]
-    let backward: (Tensor) -> [Tensor?]
+    var inputs: [Tensor]
+    var backward: (Tensor) -> [Tensor?]
 
     init(name: String, inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
         self.name = name

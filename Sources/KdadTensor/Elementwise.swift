@@ -134,10 +134,11 @@ extension Tensor {
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = Kernels.broadcast(a, b, /)
+        let quotient = out.storageView()  // not `out` itself: the node would retain its own tensor
         return result(out, name: "div", inputs: [a, b]) { g in
             let gOverB = Kernels.broadcast(g, b, /)
             return [a.requiresGrad ? Kernels.sumTo(gOverB, a.shape) : nil,
-                    b.requiresGrad ? Kernels.sumTo(Kernels.zip(gOverB, out) { -$0 * $1 }, b.shape) : nil]
+                    b.requiresGrad ? Kernels.sumTo(Kernels.zip(gOverB, quotient) { -$0 * $1 }, b.shape) : nil]
         }
     }
 
@@ -165,8 +166,9 @@ extension Tensor {
     /// Elementwise op whose derivative is a function of the input and the output.
     func unary(_ name: String, _ f: (Float) -> Float, derivative: @escaping (_ x: Float, _ y: Float) -> Float) -> Tensor {
         let out = Kernels.map(self, f)
+        let output = out.storageView()  // not `out` itself: the node would retain its own tensor
         return Tensor.result(out, name: name, inputs: [self]) { [self] g in
-            [Kernels.zip3(g, self, out) { g, x, y in g * derivative(x, y) }]
+            [Kernels.zip3(g, self, output) { g, x, y in g * derivative(x, y) }]
         }
     }
 

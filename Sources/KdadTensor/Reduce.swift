@@ -73,9 +73,10 @@ extension Tensor {
                 for k in 0..<n { po[base + k * inner] *= r }
             }
         }
+        let probabilities = out.storageView()  // not `out` itself: the node would retain its own tensor
         return Tensor.result(out, name: "softmax", inputs: [self]) { g in
-            let gx = Tensor.uninitialized(out.shape)
-            let pg = g.pointer, py = out.pointer, pgx = gx.pointer
+            let gx = Tensor.uninitialized(probabilities.shape)
+            let pg = g.pointer, py = probabilities.pointer, pgx = gx.pointer
             Parallel.forRange(outer * inner, grain: 64) { range in
                 for line in range {
                     let base = (line / inner) * n * inner + line % inner

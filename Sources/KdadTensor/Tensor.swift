@@ -125,6 +125,29 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     public func zeroGrad() { grad = nil }
 
+    /// A graph-free tensor sharing this storage. Backward closures that need an op's own output
+    /// capture this, never the output tensor (which owns the node: a reference cycle).
+    func storageView() -> Tensor { Tensor(shape: shape, storage: storage) }
+
+    /// Frees long graphs iteratively: releasing a chain of nodes recursively would overflow the stack.
+    deinit {
+        guard node != nil else { return }
+        var pending = [node!]
+        node = nil
+        while var current = pending.popLast() {
+            guard isKnownUniquelyReferenced(&current) else { continue }
+            current.backward = { _ in [] }  // drops the closure's captures first
+            var inputs = current.inputs
+            current.inputs = []
+            while var input = inputs.popLast() {
+                if isKnownUniquelyReferenced(&input), input.node != nil {
+                    pending.append(input.node!)
+                    input.node = nil
+                }
+            }
+        }
+    }
+
     public var description: String {
         let preview = scalars.prefix(8).map { String(format: "%.5g", $0) }.joined(separator: ", ")
         return "Tensor(shape: \(shape), [\(preview)\(count > 8 ? ", …" : "")])"
