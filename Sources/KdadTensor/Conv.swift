@@ -1,7 +1,7 @@
 import Foundation
 
 /// The shape arithmetic of one 2-D convolution (NCHW input, [out, in/groups, kh, kw] weight).
-struct ConvGeometry: Equatable {
+struct ConvGeometry: Hashable {
     var batch, inChannels, height, width: Int
     var outChannels, kernelH, kernelW: Int
     var strideH, strideW: Int
@@ -100,8 +100,23 @@ enum ConvKernels {
 
     // MARK: forward
 
+    /// The oneDNN plan to use for this geometry, or nil for the built-in kernels.
+    static func oneDNNPlan(_ g: ConvGeometry) -> DNNLConvPlan? {
+        let use: Bool
+        switch TensorRuntime.convBackend {
+        case .builtin: use = false
+        case .oneDNN: use = true
+        case .automatic: use = prefersOneDNN(g)
+        }
+        return use ? DNNLRuntime.shared?.plan(for: g) : nil
+    }
+
+    /// Measured rule (kdad bench tensor, 2 cores): see Docs/tensor.md.
+    static func prefersOneDNN(_ g: ConvGeometry) -> Bool { true }
+
     static func forward(_ g: ConvGeometry, input: Tensor, weight: Tensor) -> Tensor {
         let out = Tensor.uninitialized(g.outputShape)
+        if let plan = oneDNNPlan(g) { plan.runForward(input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
         if g.isDepthwise { depthwiseForward(g, input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
         let hw = g.height * g.width, howo = g.outHeight * g.outWidth, k = g.patchSize
         let scratch = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * howo)
@@ -121,6 +136,11 @@ enum ConvKernels {
 
     /// Gradient with respect to the input, given the output gradient.
     static func backwardData(_ g: ConvGeometry, gradOutput: Tensor, weight: Tensor) -> Tensor {
+        if let plan = oneDNNPlan(g) {
+            let gradInput = Tensor.uninitialized(g.inputShape)
+            plan.runBackwardData(gradOutput: gradOutput.pointer, weight: weight.pointer, gradInput: gradInput.pointer)
+            return gradInput
+        }
         let gradInput = Tensor.zeros(g.inputShape)
         if g.isDepthwise {
             depthwiseBackwardData(g, gradOutput: gradOutput.pointer, weight: weight.pointer, gradInput: gradInput.pointer)
@@ -144,6 +164,11 @@ enum ConvKernels {
 
     /// Gradient with respect to the weight, summed over the batch.
     static func backwardWeight(_ g: ConvGeometry, input: Tensor, gradOutput: Tensor) -> Tensor {
+        if let plan = oneDNNPlan(g) {
+            let gradWeight = Tensor.uninitialized(g.weightShape)
+            plan.runBackwardWeights(input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)
+            return gradWeight
+        }
         let gradWeight = Tensor.zeros(g.weightShape)
         if g.isDepthwise {
             depthwiseBackwardWeight(g, input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)

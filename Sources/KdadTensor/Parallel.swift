@@ -32,6 +32,27 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
+/// Which implementation runs convolutions. The API is the same; the backend is a speed detail.
+public enum ConvBackend: String, Sendable, CaseIterable {
+    /// Per-case choice from `kdad bench tensor` measurements (see Docs/tensor.md).
+    case automatic
+    /// im2col + OpenBLAS sgemm for dense/grouped, direct kernels for depthwise.
+    case builtin
+    /// oneDNN primitives (falls back to builtin where oneDNN cannot build one).
+    case oneDNN
+}
+
+extension TensorRuntime {
+    @TaskLocal static var convBackendOverride: ConvBackend = .automatic
+
+    /// Runs `body` with convolutions forced onto `backend` (benchmarks and cross-checking tests).
+    public static func withConvBackend<R>(_ backend: ConvBackend, _ body: () throws -> R) rethrows -> R {
+        try $convBackendOverride.withValue(backend) { try body() }
+    }
+
+    public static var convBackend: ConvBackend { convBackendOverride }
+}
+
 enum Parallel {
     /// Runs `body` over `0..<count` split into contiguous chunks of at least `grain` items.
     /// Chunk boundaries depend only on `count`, `grain` and the thread count, so any per-chunk
