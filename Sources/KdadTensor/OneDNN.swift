@@ -68,6 +68,26 @@ final class DNNLConvPlan: @unchecked Sendable {
     var fwdSrc, fwdWeights, fwdDst: DNNLOperand
     var bdDiffSrc, bdWeights, bdDiffDst: DNNLOperand
     var bwSrc, bwDiffWeights, bwDiffDst: DNNLOperand
+    /// oneDNN's implementation names, e.g. "jit:avx2", "jit_1x1:avx2", "jit_dw:avx2", "gemm:jit".
+    var forwardImplementation = "", backwardDataImplementation = "", backwardWeightsImplementation = ""
+
+    /// Forced oneDNN (tests, benchmarks) runs whatever oneDNN chose; automatic mode only its direct JIT kernels.
+    var useForward: Bool { TensorRuntime.convBackend == .oneDNN || Self.isDirectJIT(forwardImplementation) }
+    var useBackwardData: Bool { TensorRuntime.convBackend == .oneDNN || Self.isDirectJIT(backwardDataImplementation) }
+    var useBackwardWeights: Bool { TensorRuntime.convBackend == .oneDNN || Self.isDirectJIT(backwardWeightsImplementation) }
+
+    static func implementation(_ pd: dnnl_primitive_desc_t?) -> String {
+        var name: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success, let name else { return "" }
+        return String(cString: name)
+    }
+
+    /// Only oneDNN's direct JIT kernels beat ours: its gemm-based and reference fallbacks are
+    /// im2col+GEMM like ours plus layout reorders, or far slower (depthwise 5×5 backward-weights
+    /// falls back to gemm:jit and takes seconds).
+    static func isDirectJIT(_ implementation: String) -> Bool {
+        implementation.hasPrefix("jit") && !implementation.contains("gemm")
+    }
 
     init?(_ g: ConvGeometry, engine: dnnl_engine_t) {
         self.engine = engine
@@ -130,6 +150,9 @@ final class DNNLConvPlan: @unchecked Sendable {
               let h = operand(backwardWeightsPD, dnnl_query_src_md, user: userSrc),
               let i = operand(backwardWeightsPD, dnnl_query_diff_weights_md, user: userWeights),
               let j = operand(backwardWeightsPD, dnnl_query_diff_dst_md, user: userDst) else { return nil }
+        forwardImplementation = Self.implementation(forwardPD)
+        backwardDataImplementation = Self.implementation(backwardDataPD)
+        backwardWeightsImplementation = Self.implementation(backwardWeightsPD)
         (fwdSrc, fwdWeights, fwdDst) = (a, b, c)
         (bdDiffSrc, bdWeights, bdDiffDst) = (d, e, f)
         (bwSrc, bwDiffWeights, bwDiffDst) = (h, i, j)

@@ -7,7 +7,9 @@ struct BenchTensor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tensor", abstract: "Conv2d and sgemm throughput.")
 
     @Option(help: "Batch size for the conv2d cases.") var batch = 16
-    @Option(help: "Timed repetitions per measurement (median reported).") var repeats = 5
+    @Option(help: "Timed repetitions per measurement (the fastest is reported).") var repeats = 5
+    @Option(help: "Only cases whose name contains this text.") var only: String?
+    @Option(help: "Backends to measure: builtin, oneDNN, automatic (comma-separated).") var backends = "builtin,oneDNN"
     @Option(help: "Threads for OpenBLAS and kdad's parallel loops (default: all cores).") var threads: Int?
 
     struct ConvCase {
@@ -36,17 +38,19 @@ struct BenchTensor: AsyncParsableCommand {
             ConvCase(name: "dw 5x5 240ch @32²", inC: 240, outC: 240, size: 32, kernel: 5, stride: 1, groups: 240),
         ]
         print("  case                 backend    fwd GFLOP/s  (% peak)   fwd+bwd GFLOP/s  (% peak)   fwd ms   fwd+bwd ms")
-        for c in cases { for backend in [ConvBackend.builtin, .oneDNN, .automatic] { TensorRuntime.withConvBackend(backend) {
+        let chosenBackends = backends.split(separator: ",").compactMap { ConvBackend(rawValue: String($0)) }
+        for c in cases where only.map({ c.name.contains($0) }) ?? true {
+          for backend in chosenBackends { TensorRuntime.withConvBackend(backend) {
             var rng = SplitMix64(seed: 7)
             let x = Tensor.normal([batch, c.inC, c.size, c.size], rng: &rng, requiresGrad: true)
             let w = Tensor.normal([c.outC, c.inC / c.groups, c.kernel, c.kernel], std: 0.05, rng: &rng, requiresGrad: true)
             let flops = KernelBenchmarks.conv2dFLOPs(inputShape: x.shape, weightShape: w.shape, stride: c.stride,
                                                      padding: c.padding, groups: c.groups)
-            let forward = KernelBenchmarks.medianSeconds(repeats: repeats) {
+            let forward = KernelBenchmarks.bestSeconds(repeats: repeats) {
                 _ = Tensor.noGrad { Tensor.conv2d(x, weight: w, stride: c.stride, padding: c.padding, groups: c.groups) }
             }
             let seed = Tensor.ones([batch, c.outC, c.size / c.stride, c.size / c.stride])
-            let training = KernelBenchmarks.medianSeconds(repeats: repeats) {
+            let training = KernelBenchmarks.bestSeconds(repeats: repeats) {
                 x.grad = nil; w.grad = nil
                 Tensor.conv2d(x, weight: w, stride: c.stride, padding: c.padding, groups: c.groups).backward(seed)
             }
