@@ -111,11 +111,15 @@ enum ConvKernels {
         return use ? DNNLRuntime.shared?.plan(for: g) : nil
     }
 
-    /// Measured rule (kdad bench tensor, 2 cores; see Docs/tensor.md): oneDNN's JIT kernels are
-    /// 2-5x faster than im2col+sgemm on every benchmark shape once the work amortises its fixed
-    /// per-call cost (stream, reorders to/from its blocked layout, OpenMP wake-up); tiny
-    /// convolutions stay on the built-in kernels.
-    static func prefersOneDNN(_ g: ConvGeometry) -> Bool { g.flops >= 20e6 }
+    /// Measured rule (kdad bench tensor, 2 shared cores; numbers in Docs/tensor.md): oneDNN's
+    /// direct JIT kernels win on dense k×k convolutions (3×3 64→64 @64²: 32-41 ms kernel vs ~95 ms
+    /// im2col+sgemm) even after the NCHW<->blocked reorders. For 1×1 our path is a plain sgemm with
+    /// no im2col, and oneDNN's three extra parallel regions per call (two reorders plus the kernel,
+    /// each waking OpenMP threads) lost every wall-clock run. Depthwise is memory-bound, so the
+    /// reorders cost more than oneDNN's kernel saves. Tiny convolutions stay on the built-in kernels.
+    static func prefersOneDNN(_ g: ConvGeometry) -> Bool {
+        !g.isDepthwise && !(g.kernelH == 1 && g.kernelW == 1) && g.flops >= 20e6
+    }
 
     static func forward(_ g: ConvGeometry, input: Tensor, weight: Tensor) -> Tensor {
         let out = Tensor.uninitialized(g.outputShape)
