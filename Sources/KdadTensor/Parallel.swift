@@ -17,6 +17,19 @@ public enum TensorRuntime {
         return configuredThreads
     }
 
+    /// Bytes of freed tensor buffers kept for reuse (default 1 GiB); 0 disables the cache.
+    public static var cachedMemoryLimit: Int {
+        get { StoragePool.shared.withLock { $0.limitBytes } }
+        set { StoragePool.shared.withLock { $0.limitBytes = max(0, newValue) }; if newValue <= 0 { _ = releaseCachedMemory() } }
+    }
+
+    /// Bytes currently held in the buffer cache.
+    public static var cachedMemory: Int { StoragePool.shared.cachedByteCount }
+
+    /// Returns cached tensor buffers to the system; the result is the number of bytes freed.
+    @discardableResult
+    public static func releaseCachedMemory() -> Int { StoragePool.shared.drain() }
+
     public static func setThreadCount(_ count: Int) {
         precondition(count >= 1, "thread count must be at least 1")
         lock.lock(); defer { lock.unlock() }
