@@ -111,12 +111,13 @@ enum ConvKernels {
         return use ? DNNLRuntime.shared?.plan(for: g) : nil
     }
 
-    /// Measured rule (kdad bench tensor, 2 shared cores; numbers in Docs/tensor.md): oneDNN's
-    /// direct JIT kernels win on dense k×k convolutions (3×3 64→64 @64²: 32-41 ms kernel vs ~95 ms
-    /// im2col+sgemm) even after the NCHW<->blocked reorders. For 1×1 our path is a plain sgemm with
-    /// no im2col, and oneDNN's three extra parallel regions per call (two reorders plus the kernel,
-    /// each waking OpenMP threads) lost every wall-clock run. Depthwise is memory-bound, so the
-    /// reorders cost more than oneDNN's kernel saves. Tiny convolutions stay on the built-in kernels.
+    /// Measured rule (kdad bench tensor, 2 cores; numbers in Docs/tensor.md): oneDNN's direct
+    /// JIT kernels win on dense k×k convolutions in every run, quiet or busy (3×3 64→64 @64²,
+    /// batch 16, quiet: 31 vs 41 ms forward). For 1×1 our path is a plain sgemm without im2col and
+    /// the two tie on a quiet machine; depthwise ties (3×3) or oneDNN wins the forward (5×5) when
+    /// quiet, but both lose 1.3-4× whenever the machine is busy, because every oneDNN call adds two
+    /// NCHW<->blocked reorders and three OpenMP parallel regions. So those stay on our kernels, as
+    /// do tiny convolutions. Per primitive, only oneDNN's direct JIT kernels are used (`useForward`…).
     static func prefersOneDNN(_ g: ConvGeometry) -> Bool {
         !g.isDepthwise && !(g.kernelH == 1 && g.kernelW == 1) && g.flops >= 20e6
     }

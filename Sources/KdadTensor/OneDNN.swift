@@ -174,19 +174,21 @@ final class DNNLConvPlan: @unchecked Sendable {
     final class Call {
         let engine: dnnl_engine_t
         var memories: [dnnl_memory_t] = []
-        var buffers: [UnsafeMutableRawPointer] = []
+        /// Temporaries come from the tensor buffer cache: fresh pages would fault on every call.
+        var buffers: [(UnsafeMutablePointer<Float>, Int)] = []
         init(engine: dnnl_engine_t) { self.engine = engine }
         deinit {
             for m in memories { dnnl_memory_destroy(m) }
-            for b in buffers { b.deallocate() }
+            for (p, count) in buffers { StoragePool.shared.release(p, count: count) }
         }
         func memory(_ md: dnnl_memory_desc_t, _ pointer: UnsafeMutableRawPointer?) -> dnnl_memory_t {
             var md = md
             var mem: dnnl_memory_t?
             let handle = pointer ?? {
-                let b = UnsafeMutableRawPointer.allocate(byteCount: max(dnnl_memory_desc_get_size(&md), 64), alignment: 64)
-                buffers.append(b)
-                return b
+                let count = (max(dnnl_memory_desc_get_size(&md), 64) + 3) / 4
+                let b = StoragePool.shared.allocate(count: count)
+                buffers.append((b, count))
+                return UnsafeMutableRawPointer(b)
             }()
             precondition(dnnl_memory_create(&mem, &md, engine, handle) == dnnl_success, "oneDNN: memory")
             memories.append(mem!)
