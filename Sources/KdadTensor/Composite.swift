@@ -3,16 +3,22 @@ import Foundation
 // Ops built from other differentiable ops: their gradients come from autograd.
 
 extension Tensor {
+    /// Euclidean norm along `axis`. At a zero vector the gradient is 0 (PyTorch's subgradient),
+    /// not the NaN that d√s/ds = ∞ times 0 would give: ReLU features are often all zero at a pixel.
+    public func l2Norm(axis: Int = 1, keepDim: Bool = false) -> Tensor {
+        square().sum(axis: axis, keepDim: keepDim)
+            .unary("norm_sqrt", { sqrtf($0) }, derivative: { _, y in y > 0 ? 0.5 / y : 0 })
+    }
+
     /// x / max(‖x‖₂, eps) along `axis` (channels by default), as PyTorch `F.normalize`.
     public func l2Normalized(axis: Int = 1, eps: Float = 1e-12) -> Tensor {
-        let norm = square().sum(axis: axis, keepDim: true).sqrt().clamp(min: eps)
-        return self / norm
+        self / l2Norm(axis: axis, keepDim: true).clamp(min: eps)
     }
 
     /// Cosine similarity along `axis` (channels by default): Σ a·b / (max(‖a‖,eps)·max(‖b‖,eps)).
     public static func cosineSimilarity(_ a: Tensor, _ b: Tensor, axis: Int = 1, eps: Float = 1e-8) -> Tensor {
-        let na = a.square().sum(axis: axis, keepDim: true).sqrt().clamp(min: eps)
-        let nb = b.square().sum(axis: axis, keepDim: true).sqrt().clamp(min: eps)
+        let na = a.l2Norm(axis: axis, keepDim: true).clamp(min: eps)
+        let nb = b.l2Norm(axis: axis, keepDim: true).clamp(min: eps)
         return ((a / na) * (b / nb)).sum(axis: axis)
     }
 

@@ -77,32 +77,52 @@ extension Kernels {
     /// Sums `g` down to `shape` (the reverse of broadcasting), accumulating in Double.
     static func sumTo(_ g: Tensor, _ shape: [Int]) -> Tensor {
         if g.shape == shape { return g }
-        let targetStrides = broadcastStrides(shape, to: g.shape)
-        let (cshape, cstrides) = coalesce(g.shape, [contiguousStrides(g.shape), targetStrides])
-        let count = shape.reduce(1, *)
-        var acc = [Double](repeating: 0, count: count)
-        let inner = cshape.last!, st = cstrides[1].last!
-        let outer = Array(cshape.dropLast()), outerT = Array(cstrides[1].dropLast())
-        let rows = g.count / max(inner, 1)
-        let pg = g.pointer
+        var acc = [Double](repeating: 0, count: shape.reduce(1, *))
         acc.withUnsafeMutableBufferPointer { accp in
-            for row in 0..<rows {
-                var rem = row, off = 0
-                for axis in stride(from: outer.count - 1, through: 0, by: -1) {
-                    let i = rem % outer[axis]; rem /= outer[axis]
-                    off += i * outerT[axis]
-                }
-                let src = pg + row * inner
+            reduceRows(g, to: shape) { row, off, src, inner, st, columns in
                 if st == 0 {
                     var s = 0.0
-                    for j in 0..<inner { s += Double(src[j]) }
+                    for j in columns { s += Double(src[j]) }
                     accp[off] += s
                 } else {
-                    for j in 0..<inner { accp[off + j * st] += Double(src[j]) }
+                    for j in columns { accp[off + j * st] += Double(src[j]) }
                 }
             }
         }
         return Tensor(shape: shape, values: acc.map { Float($0) })
+    }
+
+    /// Walks `g` as rows of its innermost coalesced dimension and calls `body(row, outputOffset,
+    /// rowPointer, inner, innerTargetStride, columns)`, in parallel where outputs cannot collide:
+    /// over rows when each row reduces into its own output, over column ranges when the inner
+    /// dimension is kept. Each output element always accumulates its rows in row order.
+    static func reduceRows(_ g: Tensor, to shape: [Int],
+                           _ body: (Int, Int, UnsafePointer<Float>, Int, Int, Range<Int>) -> Void) {
+        let targetStrides = broadcastStrides(shape, to: g.shape)
+        let (cshape, cstrides) = coalesce(g.shape, [contiguousStrides(g.shape), targetStrides])
+        let inner = cshape.last!, st = cstrides[1].last!
+        let outer = Array(cshape.dropLast()), outerT = Array(cstrides[1].dropLast())
+        let rows = g.count / Swift.max(inner, 1)
+        let pg = UnsafePointer(g.pointer)
+        func offset(_ row: Int) -> Int {
+            var rem = row, off = 0
+            for axis in stride(from: outer.count - 1, through: 0, by: -1) {
+                let i = rem % outer[axis]; rem /= outer[axis]
+                off += i * outerT[axis]
+            }
+            return off
+        }
+        if st == 0 && outerT.allSatisfy({ $0 != 0 }) {
+            Parallel.forRange(rows, grain: Swift.max(1, 16384 / Swift.max(inner, 1))) { range in
+                for row in range { body(row, offset(row), pg + row * inner, inner, st, 0..<inner) }
+            }
+        } else if st != 0 {
+            Parallel.forRange(inner, grain: 1024) { columns in
+                for row in 0..<rows { body(row, offset(row), pg + row * inner, inner, st, columns) }
+            }
+        } else {
+            for row in 0..<rows { body(row, offset(row), pg + row * inner, inner, st, 0..<inner) }
+        }
     }
 }
 

@@ -35,14 +35,16 @@ extension Tensor {
         let outCount = keep.reduce(1, *)
         var best = [Float](repeating: -.infinity, count: outCount)
         var argmax = [Int](repeating: -1, count: outCount)
-        let targetStrides = broadcastStrides(keep, to: shape)
-        let inStrides = contiguousStrides(shape)
-        let px = pointer
-        for i in 0..<count {
-            var rem = i, off = 0
-            for axis in 0..<rank { off += (rem / inStrides[axis]) * targetStrides[axis]; rem %= inStrides[axis] }
-            let v = px[i]
-            if argmax[off] < 0 || v > best[off] || (v.isNaN && !best[off].isNaN) { best[off] = v; argmax[off] = i }
+        best.withUnsafeMutableBufferPointer { bestp in
+            argmax.withUnsafeMutableBufferPointer { argp in
+                Kernels.reduceRows(self, to: keep) { row, off, src, inner, st, columns in
+                    for j in columns {
+                        let o = off + j * st, v = src[j]
+                        // First maximum wins; NaN propagates.
+                        if argp[o] < 0 || v > bestp[o] || (v.isNaN && !bestp[o].isNaN) { bestp[o] = v; argp[o] = row * inner + j }
+                    }
+                }
+            }
         }
         let outShape = keepDim ? keep : shape.enumerated().filter { !resolved.contains($0.offset) }.map(\.element)
         let out = Tensor(shape: outShape, values: best)

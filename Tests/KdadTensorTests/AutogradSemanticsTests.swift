@@ -34,6 +34,17 @@ final class AutogradSemanticsTests: XCTestCase {
         XCTAssertEqual(Double(leaf.grad!.item), Foundation.pow(1.0001, 20_000), accuracy: 1e-2)
     }
 
+    /// A zero feature vector (all-ReLU-dead pixel) must give finite gradients, as in PyTorch.
+    func testNormalisingZeroVectorsGivesFiniteGradients() {
+        let x = Tensor(shape: [1, 3, 1, 2], values: [0, 1, 0, 2, 0, 2], requiresGrad: true)  // pixel 0 is all zero
+        let target = Tensor(shape: [1, 3, 1, 2], values: [1, 0, 0, 1, 1, 1])
+        let loss = (1 - Tensor.cosineSimilarity(x, target)).mean() + x.l2Normalized().square().sum()
+        loss.backward()
+        let grad = x.grad!.scalars
+        XCTAssertTrue(grad.allSatisfy { $0.isFinite }, "\(grad)")
+        XCTAssertEqual(x.l2Norm(axis: 1).scalars, [0, 3])
+    }
+
     /// Op results must not keep themselves alive through their own backward node.
     func testGraphsAreFreedWhenTheirResultIsReleased() {
         weak var weakResult: Tensor?

@@ -158,6 +158,7 @@ final class GradCheckTests: XCTestCase {
 
     func testCompositeOpsAndLosses() {
         let x = randomTensor([2, 4, 3, 3], seed: 37), y = randomTensor([2, 4, 3, 3], seed: 38)
+        assertGradientsMatch("l2Norm", [x]) { $0[0].l2Norm(axis: 1) }
         assertGradientsMatch("l2Normalized", [x]) { $0[0].l2Normalized(axis: 1) }
         assertGradientsMatch("cosineSimilarity", [x, y]) { Tensor.cosineSimilarity($0[0], $0[1], axis: 1) }
         assertGradientsMatch("simAM", [x]) { $0[0].simAM() }
