@@ -83,23 +83,6 @@ enum Parallel {
         }
     }
 
-    /// Fixed chunking independent of thread count (for reductions whose partial sums must not
-    /// depend on the machine): `chunks` ranges, each run as one work item.
-    static func forChunks(_ count: Int, chunks: Int, _ body: (Int, Range<Int>) -> Void) {
-        guard count > 0 else { return }
-        let chunks = max(1, min(chunks, count))
-        if chunks == 1 || TensorRuntime.threadCount == 1 {
-            for chunk in 0..<chunks { body(chunk, chunkRange(chunk, of: chunks, total: count)) }
-            return
-        }
-        withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                shared.value(chunk, chunkRange(chunk, of: chunks, total: count))
-            }
-        }
-    }
-
     static func chunkRange(_ chunk: Int, of chunks: Int, total: Int) -> Range<Int> {
         let base = total / chunks, extra = total % chunks
         let start = chunk * base + min(chunk, extra)

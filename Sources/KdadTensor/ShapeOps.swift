@@ -107,7 +107,7 @@ extension Tensor {
 
     /// Broadcasts to `shape` (copying).
     public func expanded(to newShape: [Int]) -> Tensor {
-        _ = broadcastShape(shape, newShape)
+        precondition(broadcastShape(shape, newShape) == newShape, "cannot expand \(shape) to \(newShape)")
         let out = Kernels.expand(self, to: newShape)
         let inputShape = shape
         return Tensor.result(out, name: "expand", inputs: [self]) { g in [Kernels.sumTo(g, inputShape)] }
