@@ -39,15 +39,18 @@ let package = Package(
         .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights"]),
         // Network layers, backbones (EfficientNet-Lite, ResNet family) and their weight loading.
         .target(name: "KdadNN", dependencies: ["KdadTensor", "KdadWeights", "KdadImage"]),
+        // Distillation methods, one folder each (model, loss, anomaly map), and the training loop.
+        .target(name: "KdadMethods", dependencies: ["KdadTensor", "KdadNN", "KdadWeights"]),
         // Detection metrics (AUROC, PRO, F1-max) and unsupervised thresholds (quantile, Gamma fit).
         .target(name: "KdadMetrics"),
         // Manifests, stage graph, resumable runner, ingest and resize stages.
         .target(name: "KdadPipeline", dependencies: [
-            "KdadImage", "KdadShards", "CZstd", .product(name: "Yams", package: "Yams"),
+            "KdadImage", "KdadShards", "CZstd", "KdadTensor", "KdadNN", "KdadMethods", "KdadMetrics",
+            .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "kdad", dependencies: [
-            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadNN", "KdadMetrics", "KdadPipeline",
+            "KdadImage", "KdadShards", "KdadWeights", "KdadTensor", "KdadNN", "KdadMethods", "KdadMetrics", "KdadPipeline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -59,6 +62,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "KdadTensorTests", dependencies: ["KdadTensor", "KdadWeights", "KdadTestSupport"]),
         .testTarget(name: "KdadNNTests", dependencies: ["KdadNN", "KdadTestSupport"]),
+        .testTarget(name: "KdadMethodsTests", dependencies: ["KdadMethods", "KdadTestSupport"]),
         .testTarget(name: "KdadMetricsTests", dependencies: ["KdadMetrics", "KdadTestSupport"]),
         .testTarget(name: "KdadPipelineTests", dependencies: ["KdadPipeline", "KdadTestSupport"]),
     ],

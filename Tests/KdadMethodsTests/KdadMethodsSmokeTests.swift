@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadMethods
+
+final class KdadMethodsSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}
