@@ -29,14 +29,17 @@ let package = Package(
         // decoders that need it live in this small C target and return error codes instead.
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG", "CTIFF"]),
 
+        // Small shared pieces every module may use: atomic file writes, SplitMix64, CRC-32, zip reading.
+        .target(name: "KdadSupport"),
+
         // Image decode/encode and transforms.
-        .target(name: "KdadImage", dependencies: ["CImageCodecs", "CTIFF"]),
+        .target(name: "KdadImage", dependencies: ["CImageCodecs", "CTIFF", "KdadSupport"]),
         // zstd-compressed record shards.
-        .target(name: "KdadShards", dependencies: ["CZstd"]),
+        .target(name: "KdadShards", dependencies: ["CZstd", "KdadSupport"]),
         // Weight files: safetensors, PyTorch .pth (legacy pickle and zip).
-        .target(name: "KdadWeights"),
+        .target(name: "KdadWeights", dependencies: ["KdadSupport"]),
         // Tensor, autograd, operators, optimisers.
-        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights"]),
+        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights", "KdadSupport"]),
         // Network layers, backbones (EfficientNet-Lite, ResNet family) and their weight loading.
         .target(name: "KdadNN", dependencies: ["KdadTensor", "KdadWeights", "KdadImage"]),
         // Distillation methods, one folder each (model, loss, anomaly map), and the training loop.
@@ -45,7 +48,7 @@ let package = Package(
         .target(name: "KdadMetrics"),
         // Manifests, stage graph, resumable runner, ingest and resize stages.
         .target(name: "KdadPipeline", dependencies: [
-            "KdadImage", "KdadShards", "CZstd", "KdadTensor", "KdadNN", "KdadMethods", "KdadMetrics",
+            "KdadSupport", "KdadImage", "KdadShards", "CZstd", "KdadTensor", "KdadNN", "KdadMethods", "KdadMetrics",
             .product(name: "Yams", package: "Yams"),
         ]),
 
@@ -56,6 +59,7 @@ let package = Package(
 
         // Test-only helpers: locating ../shared, temporary directories, the built kdad binary.
         .target(name: "KdadTestSupport", path: "Sources/KdadTestSupport"),
+        .testTarget(name: "KdadSupportTests", dependencies: ["KdadSupport", "KdadTestSupport"]),
         .testTarget(name: "KdadImageTests", dependencies: ["KdadImage", "KdadTestSupport"]),
         .testTarget(name: "KdadShardsTests", dependencies: ["KdadShards", "KdadTestSupport"]),
         .testTarget(name: "KdadWeightsTests", dependencies: ["KdadWeights", "KdadTestSupport"],

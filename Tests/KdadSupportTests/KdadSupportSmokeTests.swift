@@ -1,0 +1,6 @@
+import XCTest
+@testable import KdadSupport
+
+final class KdadSupportSmokeTests: XCTestCase {
+    func testModuleLoads() throws {}
+}
