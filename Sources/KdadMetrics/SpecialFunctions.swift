@@ -20,23 +20,25 @@ func logGamma(_ x: Double) -> Double {
     return 0.5 * log(2 * Double.pi) + (z + 0.5) * log(t) - t + log(sum)
 }
 
-/// ψ(x) = d/dx log Γ(x) for x > 0: recurrence up to x >= 6, then the asymptotic series.
+/// ψ(x) = d/dx log Γ(x) for x > 0: recurrence up to x >= 12, then the asymptotic series
+/// (first omitted term 691 / (32760 x^12) < 3e-15 there).
 func digamma(_ x: Double) -> Double {
     var x = x, result = 0.0
-    while x < 6 { result -= 1 / x; x += 1 }
+    while x < 12 { result -= 1 / x; x += 1 }
     let inverse = 1 / x, inverse2 = inverse * inverse
     let series = inverse2 * (1.0 / 12 - inverse2 * (1.0 / 120 - inverse2 * (1.0 / 252 - inverse2
         * (1.0 / 240 - inverse2 * (1.0 / 132)))))
     return result + log(x) - 0.5 * inverse - series
 }
 
-/// ψ'(x) for x > 0: recurrence up to x >= 6, then the asymptotic series.
+/// ψ'(x) for x > 0: recurrence up to x >= 12, then the asymptotic series
+/// 1/x + 1/(2x²) + Σ B_2n / x^(2n+1) (first omitted term 7 / (6 x^15) < 1e-16 there).
 func trigamma(_ x: Double) -> Double {
     var x = x, result = 0.0
-    while x < 6 { result += 1 / (x * x); x += 1 }
+    while x < 12 { result += 1 / (x * x); x += 1 }
     let inverse = 1 / x, inverse2 = inverse * inverse
     let series = inverse + inverse2 / 2 + inverse * inverse2 * (1.0 / 6 - inverse2 * (1.0 / 30 - inverse2
-        * (1.0 / 42 - inverse2 * (1.0 / 30))))
+        * (1.0 / 42 - inverse2 * (1.0 / 30 - inverse2 * (5.0 / 66 - inverse2 * (691.0 / 2730))))))
     return result + series
 }
 
