@@ -98,8 +98,8 @@ struct PixelPool: Sendable {
         guard negatives > 0 else { throw .missingClass(what: what, missing: "good-pixel") }
         // Release the per-image bookkeeping before the large sort.
         imageNegativeRanges = []; imagePositiveRanges = []; imageRegionCounts = []
-        radixSort(&negativeKeys) { $0 }
-        radixSort(&positiveEntries) { UInt32(truncatingIfNeeded: $0 >> 32) }
+        radixSort(&negativeKeys)
+        radixSortByHighWord(&positiveEntries)
 
         let limit = fprLimit ?? 0
         let regions = Double(regionCount)

@@ -103,10 +103,15 @@ final class PixelMetricsTests: XCTestCase {
             var narrow = (0..<count).map { _ in 0x4000_0000 | UInt32(truncatingIfNeeded: generator.next() % 5000) }
             var wide = (0..<count).map { _ in UInt32(truncatingIfNeeded: generator.next()) }
             let expectedNarrow = narrow.sorted(), expectedWide = wide.sorted()
-            radixSort(&narrow) { $0 }
-            radixSort(&wide) { $0 }
+            radixSort(&narrow)
+            radixSort(&wide)
             XCTAssertEqual(narrow, expectedNarrow)
             XCTAssertEqual(wide, expectedWide)
+            // 64-bit entries sort by the high word only and keep insertion order among equal keys.
+            var entries = (0..<count).map { UInt64(generator.next() % 300) << 32 | UInt64($0) }
+            let expectedEntries = entries.enumerated().sorted { ($0.element >> 32, $0.offset) < ($1.element >> 32, $1.offset) }.map(\.element)
+            radixSortByHighWord(&entries)
+            XCTAssertEqual(entries, expectedEntries)
         }
     }
 
