@@ -30,33 +30,38 @@ public enum AtomicFile {
 
     /// Writes `data` to `url` atomically.
     public static func write(_ data: Data, to url: URL) throws(AtomicFileError) {
+        let temporary = temporaryURL(for: url)
         do {
-            try write(to: url) { temporary throws(AtomicFileError) in try writePlain(data, to: temporary) }
-        } catch let error as AtomicFileError {
-            throw error
+            try writePlain(data, to: temporary)
+            try publish(temporary, as: url)
         } catch {
-            // Unreachable: the body above only throws AtomicFileError.
-            throw AtomicFileError(path: url.path, reason: "\(error)")
+            unlink(temporary.path)
+            throw error
         }
+        try fsyncDirectory(url.deletingLastPathComponent())
     }
 
     /// Calls `body` with a temporary URL (hidden, in `url`'s directory) to write the file at, then
     /// publishes it as `url`. An error from `body` is rethrown as it is, after the temporary is removed;
     /// the publishing steps throw `AtomicFileError`.
     public static func write(to url: URL, _ body: (URL) throws -> Void) throws {
-        let directory = url.deletingLastPathComponent()
         let temporary = temporaryURL(for: url)
         do {
             try body(temporary)
-            try fsyncFile(at: temporary)
-            guard rename(temporary.path, url.path) == 0 else {
-                throw AtomicFileError(path: url.path, reason: "cannot rename into place: \(lastErrorText())")
-            }
+            try publish(temporary, as: url)
         } catch {
             unlink(temporary.path)
             throw error
         }
-        try fsyncDirectory(directory)
+        try fsyncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// Flushes the finished temporary and renames it over `url`.
+    private static func publish(_ temporary: URL, as url: URL) throws(AtomicFileError) {
+        try fsyncFile(at: temporary)
+        guard rename(temporary.path, url.path) == 0 else {
+            throw AtomicFileError(path: url.path, reason: "cannot rename into place: \(lastErrorText())")
+        }
     }
 
     /// A fresh temporary name beside `url`: the prefix, the process id and a per-process counter,

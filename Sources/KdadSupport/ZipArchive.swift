@@ -41,18 +41,6 @@ public struct ZipEntry: Sendable, Equatable, Hashable {
     /// The MS-DOS modification stamp as stored: date in the high 16 bits, time in the low 16.
     public let dosModified: UInt32
 
-    public init(name: String, method: Int, compressedSize: Int, uncompressedSize: Int, crc32: UInt32,
-                localHeaderOffset: Int, isEncrypted: Bool = false, dosModified: UInt32 = 0) {
-        self.name = name
-        self.method = method
-        self.compressedSize = compressedSize
-        self.uncompressedSize = uncompressedSize
-        self.crc32 = crc32
-        self.localHeaderOffset = localHeaderOffset
-        self.isEncrypted = isEncrypted
-        self.dosModified = dosModified
-    }
-
     /// A directory, by the zip convention of a trailing slash.
     public var isDirectory: Bool { name.hasSuffix("/") }
 }
