@@ -1,5 +1,6 @@
 import Foundation
 import KdadImage
+import KdadSupport
 
 /// A small seeded synthetic inspection data set (gray textured "parts", some with a dark defect
 /// blob and its mask), its labels CSV, a pipeline and a job manifest: enough to try kdad end to end
@@ -128,18 +129,8 @@ public enum DemoDataset {
     }
 }
 
-/// SplitMix64: tiny, seedable, and identical on every platform.
-public struct SplitMix64: Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// SplitMix64 (the shared generator in KdadSupport): tiny, seedable, and identical on every platform.
+public typealias SplitMix64 = KdadSupport.SplitMix64
 
 /// Writes a plain ustar archive (regular files, fixed mtime 0 so archives are reproducible).
 public enum TarWriter {

@@ -1,37 +1,11 @@
 import Foundation
+import KdadSupport
 
 /// Deterministic synthetic records and feature-like tensors, shared by `kdad internal write-shard`,
 /// `kdad bench shards` and the tests, so a child process and its test agree byte for byte.
 public enum ShardSyntheticData {
-    /// SplitMix64: a tiny, well-mixed 64-bit generator; the seed fully determines the stream.
-    public struct Generator: Sendable {
-        public private(set) var state: UInt64
-        public init(seed: UInt64) { state = seed }
-
-        public mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        /// Uniform in [0, 1).
-        public mutating func nextUnit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
-
-        /// Fills `buffer` with random bytes, eight at a time.
-        public mutating func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-            var offset = 0
-            while offset + 8 <= buffer.count {
-                buffer.storeBytes(of: next(), toByteOffset: offset, as: UInt64.self)
-                offset += 8
-            }
-            if offset < buffer.count {
-                var last = next()
-                while offset < buffer.count { buffer[offset] = UInt8(truncatingIfNeeded: last); last >>= 8; offset += 1 }
-            }
-        }
-    }
+    /// SplitMix64 (shared with the rest of kdad): the seed fully determines the stream.
+    public typealias Generator = KdadSupport.SplitMix64
 
     /// Random bytes (incompressible).
     public static func randomBytes(count: Int, seed: UInt64) -> [UInt8] {
@@ -54,7 +28,7 @@ public enum ShardSyntheticData {
     public static func testRecord(index: Int, payloadBytes: Int, seed: UInt64) throws -> ShardRecord {
         let recordSeed = seed ^ (UInt64(index) &* 0xD6E8_FEB8_6659_FD93)
         var generator = Generator(seed: recordSeed)
-        let features = (0..<6).map { _ in generator.nextUnit() * 2 - 1 }
+        let features = (0..<6).map { _ in generator.nextUniform() * 2 - 1 }
         return try ShardRecord(
             key: String(format: "record-%05d", index),
             metadata: TestRecordMetadata(index: index, seed: seed),
@@ -75,13 +49,13 @@ public enum ShardSyntheticData {
         for channel in 0..<channels {
             var waves: [(fy: Float, fx: Float, phase: Float, amplitude: Float)] = []
             for _ in 0..<3 {
-                waves.append((fy: generator.nextUnit() * 0.5, fx: generator.nextUnit() * 0.5,
-                              phase: generator.nextUnit() * 2 * .pi, amplitude: 0.5 + generator.nextUnit()))
+                waves.append((fy: generator.nextUniform() * 0.5, fx: generator.nextUniform() * 0.5,
+                              phase: generator.nextUniform() * 2 * .pi, amplitude: 0.5 + generator.nextUniform()))
             }
-            let offset = generator.nextUnit() - 0.5
+            let offset = generator.nextUniform() - 0.5
             for y in 0..<height {
                 for x in 0..<width {
-                    var value = offset + 0.02 * (generator.nextUnit() * 2 - 1)
+                    var value = offset + 0.02 * (generator.nextUniform() * 2 - 1)
                     for wave in waves {
                         value += wave.amplitude * 0.6 * sin(wave.fy * Float(y) + wave.fx * Float(x) + wave.phase)
                     }

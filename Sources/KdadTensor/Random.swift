@@ -1,29 +1,9 @@
 import Foundation
+import KdadSupport
 
-/// SplitMix64: a small, fast, seedable generator (Steele, Lea & Flood 2014). Every random tensor
-/// in kdad takes one of these (or a seed) explicitly, so runs are reproducible.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public private(set) var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 24 random bits.
-    public mutating func nextUniform() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
-
-    /// Standard normal (Box–Muller, computed in Double).
-    public mutating func nextNormal() -> Float {
-        let u1 = Double((next() >> 11) + 1) * (1.0 / 9_007_199_254_740_993.0)
-        let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
-        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
-    }
-}
+/// SplitMix64 (the shared generator in KdadSupport, with `nextUniform`/`nextNormal`). Every random
+/// tensor in kdad takes one of these (or a seed) explicitly, so runs are reproducible.
+public typealias SplitMix64 = KdadSupport.SplitMix64
 
 extension Tensor {
     public static func uniform(_ shape: [Int], low: Float = 0, high: Float = 1, rng: inout SplitMix64,

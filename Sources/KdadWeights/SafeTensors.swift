@@ -1,9 +1,5 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import KdadSupport
 
 /// The contents of a safetensors file.
 public struct SafeTensorsFile: Sendable {
@@ -239,42 +235,11 @@ func readWholeFile(_ url: URL) throws -> Data {
 
 /// Writes `data` to a temporary file beside `url`, fsyncs it, then renames it over `url`, so a reader
 /// never sees a half-written file and a crash leaves either the old file or the new one.
-func writeAtomically(_ data: Data, to url: URL) throws {
-    let directory = url.deletingLastPathComponent()
-    let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(UUID().uuidString)")
-    let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-    guard fd >= 0 else {
-        throw WeightFileError(kind: .io, file: url.path, reason: "cannot create \(temporary.path): \(String(cString: strerror(errno)))")
+func writeAtomically(_ data: Data, to url: URL) throws(WeightFileError) {
+    do {
+        try AtomicFile.write(data, to: url)
+    } catch {
+        let location = error.path == url.path ? "" : "\(error.path): "
+        throw WeightFileError(kind: .io, file: url.path, reason: location + error.reason)
     }
-    var failure: String?
-    data.withUnsafeBytes { raw in
-        var written = 0
-        while written < raw.count {
-            let n = posixWrite(fd, raw.baseAddress! + written, raw.count - written)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = "write failed: \(String(cString: strerror(errno)))"
-                return
-            }
-            written += n
-        }
-    }
-    if failure == nil, fsync(fd) != 0 { failure = "fsync failed: \(String(cString: strerror(errno)))" }
-    if close(fd) != 0, failure == nil { failure = "close failed: \(String(cString: strerror(errno)))" }
-    if failure == nil, rename(temporary.path, url.path) != 0 {
-        failure = "rename into place failed: \(String(cString: strerror(errno)))"
-    }
-    if let failure {
-        unlink(temporary.path)
-        throw WeightFileError(kind: .io, file: url.path, reason: failure)
-    }
-}
-
-/// POSIX write(2); named apart so it is not confused with the safetensors `write`.
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    return Glibc.write(fd, buffer, count)
-    #else
-    return Darwin.write(fd, buffer, count)
-    #endif
 }

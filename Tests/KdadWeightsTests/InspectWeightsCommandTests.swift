@@ -46,8 +46,20 @@ final class InspectWeightsCommandTests: XCTestCase {
         XCTAssertTrue(table.stdout.contains("parameters: 159 "), table.stdout)
         XCTAssertNotNil(table.stdout.range(of: #"transposed\s+F32\s+\[6, 4\]\s+24"#, options: .regularExpression), table.stdout)
 
+        // Deflated zip entries are read (the shared zip reader inflates them): same report as the stored zip.
         let deflated = try runKdad(["inspect-weights", fixtures.appendingPathComponent("checkpoint-deflated.pth").path])
-        XCTAssertNotEqual(deflated.status, 0)
-        XCTAssertTrue(deflated.stderr.contains("checkpoint-deflated.pth") && deflated.stderr.contains("deflate"), deflated.stderr)
+        XCTAssertEqual(deflated.status, 0, deflated.stderr)
+        XCTAssertTrue(deflated.stdout.contains("format:     pytorch-zip"), deflated.stdout)
+        XCTAssertTrue(deflated.stdout.contains("parameters: 159 "), deflated.stdout)
+
+        // A damaged file fails with its path and the reason on stderr.
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cut = directory.appendingPathComponent("cut-deflated.pth")
+        let bytes = try Data(contentsOf: fixtures.appendingPathComponent("checkpoint-deflated.pth"))
+        try bytes.prefix(bytes.count - 30).write(to: cut)
+        let failed = try runKdad(["inspect-weights", cut.path])
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.stderr.contains("cut-deflated.pth") && failed.stderr.contains("end-of-central-directory"), failed.stderr)
     }
 }

@@ -57,7 +57,8 @@ final class PyTorchCheckpointTests: XCTestCase {
     func testZipAndLegacyFixturesMatchTorchsOwnValues() throws {
         let expected = try expectedTensors()
         XCTAssertEqual(expected.count, 21)
-        for (file, format) in [("checkpoint-zip.pth", WeightFileFormat.pytorchZip), ("checkpoint-legacy.pth", .pytorchLegacy)] {
+        for (file, format) in [("checkpoint-zip.pth", WeightFileFormat.pytorchZip), ("checkpoint-legacy.pth", .pytorchLegacy),
+                               ("checkpoint-deflated.pth", .pytorchZip)] {
             let weights = try WeightFiles.read(contentsOf: fixtures.appendingPathComponent(file))
             XCTAssertEqual(weights.format, format, file)
             // Same names in state-dict order (nested dicts and lists flattened), same dtypes, shapes and bytes.
@@ -198,8 +199,22 @@ final class PyTorchCheckpointTests: XCTestCase {
         zip[storageEntry.localHeaderOffset + 30 + nameLength + extraLength + 5] ^= 0xFF
         assertFails(try PyTorchCheckpoint.decode(zip), .malformed, mentioning: "CRC-32 mismatch")
 
-        let deflated = try Data(contentsOf: fixtures.appendingPathComponent("checkpoint-deflated.pth"))
-        assertFails(try PyTorchCheckpoint.decode(deflated), .unsupported, mentioning: "deflate")
+        // Deflated entries are read (see testZipAndLegacyFixturesMatchTorchsOwnValues); damaged deflate data
+        // is caught, and a compression method the reader does not know is refused as unsupported.
+        var deflated = try Data(contentsOf: fixtures.appendingPathComponent("checkpoint-deflated.pth"))
+        let deflatedArchive = try ZipArchive(deflated)
+        let deflatedEntry = try XCTUnwrap(deflatedArchive.entries.first { $0.name.hasSuffix("/data/0") })
+        XCTAssertEqual(deflatedEntry.method, 8)
+        XCTAssertEqual(try deflatedArchive.contents(of: deflatedEntry), try archive.contents(of: storageEntry))
+        var damaged = deflated
+        let deflatedNameLength = Int(deflated[deflatedEntry.localHeaderOffset + 26]) | Int(deflated[deflatedEntry.localHeaderOffset + 27]) << 8
+        damaged[deflatedEntry.localHeaderOffset + 30 + deflatedNameLength + 3] ^= 0x55
+        assertFails(try PyTorchCheckpoint.decode(damaged), .malformed, mentioning: "data/0")
+        // Method 12 (bzip2) in the local header and central directory record of the first entry.
+        let centralDirectory = try XCTUnwrap(deflated.range(of: Data([0x50, 0x4B, 0x01, 0x02])))
+        deflated[8] = 12
+        deflated[centralDirectory.lowerBound + 10] = 12
+        assertFails(try PyTorchCheckpoint.decode(deflated), .unsupported, mentioning: "method 12")
     }
 
     func testViewsOutsideTheirStorageAreRefused() throws {

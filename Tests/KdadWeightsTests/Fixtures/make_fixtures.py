@@ -5,7 +5,7 @@
 Writes, beside this script:
   checkpoint-zip.pth     torch.save default (zip) format
   checkpoint-legacy.pth  the same object with _use_new_zipfile_serialization=False (legacy stream)
-  checkpoint-deflated.pth  checkpoint-zip.pth re-packed with deflate (the reader must refuse it clearly)
+  checkpoint-deflated.pth  checkpoint-zip.pth re-packed with deflate (the reader must inflate it to the same tensors)
   expected.safetensors   every tensor the Swift reader must find, contiguous, under its flattened name
                          (written by hand below, not by the safetensors package, so no extra dependency)
 

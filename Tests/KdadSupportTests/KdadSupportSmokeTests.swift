@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadSupport
-
-final class KdadSupportSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
