@@ -1,0 +1,394 @@
+import Foundation
+
+/// The shape arithmetic of one 2-D convolution (NCHW input, [out, in/groups, kh, kw] weight).
+struct ConvGeometry: Equatable {
+    var batch, inChannels, height, width: Int
+    var outChannels, kernelH, kernelW: Int
+    var strideH, strideW: Int
+    var padding: Padding2D
+    var dilationH, dilationW: Int
+    var groups: Int
+
+    var outHeight: Int { (height + padding.top + padding.bottom - dilationH * (kernelH - 1) - 1) / strideH + 1 }
+    var outWidth: Int { (width + padding.left + padding.right - dilationW * (kernelW - 1) - 1) / strideW + 1 }
+    var inPerGroup: Int { inChannels / groups }
+    var outPerGroup: Int { outChannels / groups }
+    /// Rows of the im2col matrix for one group.
+    var patchSize: Int { inPerGroup * kernelH * kernelW }
+    var isDepthwise: Bool { groups > 1 && groups == inChannels }
+    /// 1×1, stride 1, unpadded: the input already is the im2col matrix.
+    var isPointwise: Bool {
+        kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 && padding == .zero
+    }
+    var inputShape: [Int] { [batch, inChannels, height, width] }
+    var outputShape: [Int] { [batch, outChannels, outHeight, outWidth] }
+    var weightShape: [Int] { [outChannels, inPerGroup, kernelH, kernelW] }
+    var flops: Double { 2 * Double(batch * outChannels * outHeight * outWidth * patchSize) }
+
+    /// Output columns `ox` whose input column `ox*stride + offset` lies inside `0..<size`.
+    static func validRange(offset: Int, stride: Int, size: Int, outSize: Int) -> Range<Int> {
+        // ceil((-offset)/stride) for the first, floor((size-1-offset)/stride) for the last.
+        let lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+        let hiInclusive = size - 1 - offset < 0 ? -1 : (size - 1 - offset) / stride
+        let hi = Swift.min(hiInclusive + 1, outSize)
+        return lo < hi ? lo..<hi : 0..<0
+    }
+}
+
+/// Raw convolution kernels (no autograd). Dense and grouped convolutions use im2col + sgemm per
+/// image; depthwise convolutions use a direct kernel parallel over planes.
+enum ConvKernels {
+    // MARK: im2col / col2im for one image and one group
+
+    /// col[K × HoWo] from the `inPerGroup` channels starting at `input`.
+    static func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
+        let k2 = g.kernelH * g.kernelW
+        Parallel.forRange(g.patchSize, grain: 4) { rows in
+            for row in rows {
+                let c = row / k2, ky = (row % k2) / g.kernelW, kx = row % g.kernelW
+                let plane = input + c * h * w
+                let dst = col + row * ho * wo
+                let offX = kx * g.dilationW - g.padding.left
+                let valid = ConvGeometry.validRange(offset: offX, stride: g.strideW, size: w, outSize: wo)
+                for oy in 0..<ho {
+                    let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
+                    let d = dst + oy * wo
+                    if iy < 0 || iy >= h || valid.isEmpty { d.update(repeating: 0, count: wo); continue }
+                    let src = plane + iy * w + offX
+                    if valid.lowerBound > 0 { d.update(repeating: 0, count: valid.lowerBound) }
+                    if g.strideW == 1 {
+                        (d + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                    } else {
+                        for ox in valid { d[ox] = src[ox * g.strideW] }
+                    }
+                    if valid.upperBound < wo { (d + valid.upperBound).update(repeating: 0, count: wo - valid.upperBound) }
+                }
+            }
+        }
+    }
+
+    /// Adds col[K × HoWo] back into the image gradient (the adjoint of im2col).
+    static func col2imAdd(_ g: ConvGeometry, col: UnsafePointer<Float>, input: UnsafeMutablePointer<Float>) {
+        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
+        let k2 = g.kernelH * g.kernelW
+        // Parallel over channels: each channel's rows touch only its own plane.
+        Parallel.forRange(g.inPerGroup) { channels in
+            for c in channels {
+                let plane = input + c * h * w
+                for kk in 0..<k2 {
+                    let ky = kk / g.kernelW, kx = kk % g.kernelW, row = c * k2 + kk
+                    let src = col + row * ho * wo
+                    let offX = kx * g.dilationW - g.padding.left
+                    let valid = ConvGeometry.validRange(offset: offX, stride: g.strideW, size: w, outSize: wo)
+                    if valid.isEmpty { continue }
+                    for oy in 0..<ho {
+                        let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
+                        if iy < 0 || iy >= h { continue }
+                        let d = plane + iy * w + offX
+                        let s = src + oy * wo
+                        if g.strideW == 1 {
+                            for ox in valid { d[ox] += s[ox] }
+                        } else {
+                            for ox in valid { d[ox * g.strideW] += s[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: forward
+
+    static func forward(_ g: ConvGeometry, input: Tensor, weight: Tensor) -> Tensor {
+        let out = Tensor.uninitialized(g.outputShape)
+        if g.isDepthwise { depthwiseForward(g, input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
+        let hw = g.height * g.width, howo = g.outHeight * g.outWidth, k = g.patchSize
+        let scratch = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * howo)
+        defer { scratch?.deallocate() }
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let src = input.pointer + (n * g.inChannels + grp * g.inPerGroup) * hw
+                let col: UnsafePointer<Float>
+                if let scratch { im2col(g, input: src, col: scratch); col = UnsafePointer(scratch) } else { col = UnsafePointer(src) }
+                BLAS.gemm(transA: false, transB: false, m: g.outPerGroup, n: howo, k: k,
+                          a: weight.pointer + grp * g.outPerGroup * k, lda: k, b: col, ldb: howo, beta: 0,
+                          c: out.pointer + (n * g.outChannels + grp * g.outPerGroup) * howo, ldc: howo)
+            }
+        }
+        return out
+    }
+
+    /// Gradient with respect to the input, given the output gradient.
+    static func backwardData(_ g: ConvGeometry, gradOutput: Tensor, weight: Tensor) -> Tensor {
+        let gradInput = Tensor.zeros(g.inputShape)
+        if g.isDepthwise {
+            depthwiseBackwardData(g, gradOutput: gradOutput.pointer, weight: weight.pointer, gradInput: gradInput.pointer)
+            return gradInput
+        }
+        let hw = g.height * g.width, howo = g.outHeight * g.outWidth, k = g.patchSize
+        let scratch = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * howo)
+        defer { scratch?.deallocate() }
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let dst = gradInput.pointer + (n * g.inChannels + grp * g.inPerGroup) * hw
+                BLAS.gemm(transA: true, transB: false, m: k, n: howo, k: g.outPerGroup,
+                          a: weight.pointer + grp * g.outPerGroup * k, lda: k,
+                          b: gradOutput.pointer + (n * g.outChannels + grp * g.outPerGroup) * howo, ldb: howo,
+                          beta: 0, c: scratch ?? dst, ldc: howo)
+                if let scratch { col2imAdd(g, col: scratch, input: dst) }
+            }
+        }
+        return gradInput
+    }
+
+    /// Gradient with respect to the weight, summed over the batch.
+    static func backwardWeight(_ g: ConvGeometry, input: Tensor, gradOutput: Tensor) -> Tensor {
+        let gradWeight = Tensor.zeros(g.weightShape)
+        if g.isDepthwise {
+            depthwiseBackwardWeight(g, input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)
+            return gradWeight
+        }
+        let hw = g.height * g.width, howo = g.outHeight * g.outWidth, k = g.patchSize
+        let scratch = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * howo)
+        defer { scratch?.deallocate() }
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let src = input.pointer + (n * g.inChannels + grp * g.inPerGroup) * hw
+                let col: UnsafePointer<Float>
+                if let scratch { im2col(g, input: src, col: scratch); col = UnsafePointer(scratch) } else { col = UnsafePointer(src) }
+                BLAS.gemm(transA: false, transB: true, m: g.outPerGroup, n: k, k: howo,
+                          a: gradOutput.pointer + (n * g.outChannels + grp * g.outPerGroup) * howo, lda: howo,
+                          b: col, ldb: howo, beta: 1,
+                          c: gradWeight.pointer + grp * g.outPerGroup * k, ldc: k)
+            }
+        }
+        return gradWeight
+    }
+
+    /// Per-channel sums of an NCHW gradient (the bias gradient), accumulated in Double.
+    static func channelSums(_ t: Tensor) -> Tensor {
+        let n = t.shape[0], c = t.shape[1], plane = t.count / max(n * c, 1)
+        let out = Tensor.uninitialized([c])
+        let pt = t.pointer, po = out.pointer
+        Parallel.forRange(c) { range in
+            for ch in range {
+                var s = 0.0
+                for b in 0..<n {
+                    let p = pt + (b * c + ch) * plane
+                    var partial: Float = 0
+                    for i in 0..<plane { partial += p[i] }
+                    s += Double(partial)
+                }
+                po[ch] = Float(s)
+            }
+        }
+        return out
+    }
+
+    // MARK: depthwise (groups == inChannels; outChannels = multiplier * inChannels)
+
+    static func depthwiseForward(_ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 output: UnsafeMutablePointer<Float>) {
+        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
+        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW
+        let ranges = (0..<g.kernelW).map {
+            ConvGeometry.validRange(offset: $0 * g.dilationW - g.padding.left, stride: g.strideW, size: w, outSize: wo)
+        }
+        Parallel.forRange(g.batch * g.outChannels) { planes in
+            for p in planes {
+                let n = p / g.outChannels, o = p % g.outChannels, c = o / mult
+                let src = input + (n * g.inChannels + c) * h * w
+                let dst = output + p * ho * wo
+                let wt = weight + o * kk
+                dst.update(repeating: 0, count: ho * wo)
+                for oy in 0..<ho {
+                    let drow = dst + oy * wo
+                    for ky in 0..<g.kernelH {
+                        let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
+                        if iy < 0 || iy >= h { continue }
+                        let srow = src + iy * w
+                        for kx in 0..<g.kernelW {
+                            let wv = wt[ky * g.kernelW + kx], offX = kx * g.dilationW - g.padding.left
+                            let s = srow + offX
+                            if g.strideW == 1 {
+                                for ox in ranges[kx] { drow[ox] += wv * s[ox] }
+                            } else {
+                                for ox in ranges[kx] { drow[ox] += wv * s[ox * g.strideW] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func depthwiseBackwardData(_ g: ConvGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                      gradInput: UnsafeMutablePointer<Float>) {
+        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
+        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW
+        let ranges = (0..<g.kernelW).map {
+            ConvGeometry.validRange(offset: $0 * g.dilationW - g.padding.left, stride: g.strideW, size: w, outSize: wo)
+        }
+        // Parallel over input planes: every output channel of a plane's group is handled by the same work item.
+        Parallel.forRange(g.batch * g.inChannels) { planes in
+            for p in planes {
+                let n = p / g.inChannels, c = p % g.inChannels
+                let dst = gradInput + p * h * w
+                for m in 0..<mult {
+                    let o = c * mult + m
+                    let src = gradOutput + (n * g.outChannels + o) * ho * wo
+                    let wt = weight + o * kk
+                    for oy in 0..<ho {
+                        let grow = src + oy * wo
+                        for ky in 0..<g.kernelH {
+                            let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
+                            if iy < 0 || iy >= h { continue }
+                            let drow = dst + iy * w
+                            for kx in 0..<g.kernelW {
+                                let wv = wt[ky * g.kernelW + kx], offX = kx * g.dilationW - g.padding.left
+                                let d = drow + offX
+                                if g.strideW == 1 {
+                                    for ox in ranges[kx] { d[ox] += wv * grow[ox] }
+                                } else {
+                                    for ox in ranges[kx] { d[ox * g.strideW] += wv * grow[ox] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func depthwiseBackwardWeight(_ g: ConvGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                                        gradWeight: UnsafeMutablePointer<Float>) {
+        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
+        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW
+        let ranges = (0..<g.kernelW).map {
+            ConvGeometry.validRange(offset: $0 * g.dilationW - g.padding.left, stride: g.strideW, size: w, outSize: wo)
+        }
+        Parallel.forRange(g.outChannels) { channels in
+            var acc = [Double](repeating: 0, count: kk)
+            for o in channels {
+                let c = o / mult
+                for i in 0..<kk { acc[i] = 0 }
+                for n in 0..<g.batch {
+                    let src = input + (n * g.inChannels + c) * h * w
+                    let gout = gradOutput + (n * g.outChannels + o) * ho * wo
+                    for ky in 0..<g.kernelH {
+                        for kx in 0..<g.kernelW {
+                            let offX = kx * g.dilationW - g.padding.left
+                            var s: Float = 0
+                            for oy in 0..<ho {
+                                let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
+                                if iy < 0 || iy >= h { continue }
+                                let srow = src + iy * w + offX, grow = gout + oy * wo
+                                if g.strideW == 1 {
+                                    for ox in ranges[kx] { s += grow[ox] * srow[ox] }
+                                } else {
+                                    for ox in ranges[kx] { s += grow[ox] * srow[ox * g.strideW] }
+                                }
+                            }
+                            acc[ky * g.kernelW + kx] += Double(s)
+                        }
+                    }
+                }
+                for i in 0..<kk { gradWeight[o * kk + i] = Float(acc[i]) }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// 2-D convolution of an NCHW tensor with a [out, in/groups, kh, kw] weight (PyTorch layout),
+    /// explicit four-sided padding (TF-SAME is asymmetric), dilation and groups (depthwise when
+    /// groups == input channels).
+    public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
+                              stride: (Int, Int), padding: Padding2D = .zero,
+                              dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        precondition(input.rank == 4 && weight.rank == 4, "conv2d: input \(input.shape), weight \(weight.shape)")
+        let geometry = ConvGeometry(batch: input.shape[0], inChannels: input.shape[1], height: input.shape[2], width: input.shape[3],
+                                    outChannels: weight.shape[0], kernelH: weight.shape[2], kernelW: weight.shape[3],
+                                    strideH: stride.0, strideW: stride.1, padding: padding,
+                                    dilationH: dilation.0, dilationW: dilation.1, groups: groups)
+        precondition(groups >= 1 && geometry.inChannels % groups == 0 && geometry.outChannels % groups == 0
+                     && weight.shape[1] == geometry.inPerGroup,
+                     "conv2d: input \(input.shape), weight \(weight.shape), groups \(groups)")
+        precondition(geometry.outHeight > 0 && geometry.outWidth > 0, "conv2d: empty output for input \(input.shape)")
+        if let bias { precondition(bias.shape == [geometry.outChannels], "conv2d: bias \(bias.shape)") }
+        let out = ConvKernels.forward(geometry, input: input, weight: weight)
+        if let bias { addChannelBias(out, bias) }
+        let inputs = [input, weight] + (bias.map { [$0] } ?? [])
+        return result(out, name: "conv2d", inputs: inputs) { g in
+            var grads: [Tensor?] = [
+                input.requiresGrad ? ConvKernels.backwardData(geometry, gradOutput: g, weight: weight) : nil,
+                weight.requiresGrad ? ConvKernels.backwardWeight(geometry, input: input, gradOutput: g) : nil,
+            ]
+            if let bias { grads.append(bias.requiresGrad ? ConvKernels.channelSums(g) : nil) }
+            return grads
+        }
+    }
+
+    public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1,
+                              padding: Int = 0, dilation: Int = 1, groups: Int = 1) -> Tensor {
+        conv2d(input, weight: weight, bias: bias, stride: (stride, stride), padding: Padding2D(padding),
+               dilation: (dilation, dilation), groups: groups)
+    }
+
+    /// Transposed convolution (the adjoint of conv2d) with a [in, out/groups, kh, kw] weight
+    /// (PyTorch layout). `padding` removes rows/columns from the full output; `outputPadding` adds
+    /// them at the bottom/right.
+    public static func convTranspose2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
+                                       stride: (Int, Int), padding: Padding2D = .zero,
+                                       outputPadding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+                                       groups: Int = 1) -> Tensor {
+        precondition(input.rank == 4 && weight.rank == 4 && weight.shape[0] == input.shape[1] && input.shape[1] % groups == 0,
+                     "convTranspose2d: input \(input.shape), weight \(weight.shape), groups \(groups)")
+        precondition(outputPadding.0 < Swift.max(stride.0, dilation.0) && outputPadding.1 < Swift.max(stride.1, dilation.1),
+                     "convTranspose2d: output padding must be smaller than stride or dilation")
+        let kh = weight.shape[2], kw = weight.shape[3]
+        let outH = (input.shape[2] - 1) * stride.0 - padding.top - padding.bottom + dilation.0 * (kh - 1) + outputPadding.0 + 1
+        let outW = (input.shape[3] - 1) * stride.1 - padding.left - padding.right + dilation.1 * (kw - 1) + outputPadding.1 + 1
+        precondition(outH > 0 && outW > 0, "convTranspose2d: empty output for input \(input.shape)")
+        // The equivalent convolution maps the transposed output (as its input) to our input; the
+        // output-padding rows/columns are input rows no window of that convolution reaches.
+        let geometry = ConvGeometry(batch: input.shape[0], inChannels: weight.shape[1] * groups, height: outH, width: outW,
+                                    outChannels: input.shape[1], kernelH: kh, kernelW: kw,
+                                    strideH: stride.0, strideW: stride.1,
+                                    padding: padding,
+                                    dilationH: dilation.0, dilationW: dilation.1, groups: groups)
+        precondition(geometry.outHeight == input.shape[2] && geometry.outWidth == input.shape[3],
+                     "convTranspose2d: inconsistent geometry for input \(input.shape)")
+        if let bias { precondition(bias.shape == [geometry.inChannels], "convTranspose2d: bias \(bias.shape)") }
+        let out = ConvKernels.backwardData(geometry, gradOutput: input, weight: weight)
+        if let bias { addChannelBias(out, bias) }
+        let inputs = [input, weight] + (bias.map { [$0] } ?? [])
+        return result(out, name: "conv_transpose2d", inputs: inputs) { g in
+            var grads: [Tensor?] = [
+                input.requiresGrad ? ConvKernels.forward(geometry, input: g, weight: weight) : nil,
+                weight.requiresGrad ? ConvKernels.backwardWeight(geometry, input: g, gradOutput: input) : nil,
+            ]
+            if let bias { grads.append(bias.requiresGrad ? ConvKernels.channelSums(g) : nil) }
+            return grads
+        }
+    }
+
+    public static func convTranspose2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1,
+                                       padding: Int = 0, outputPadding: Int = 0, dilation: Int = 1, groups: Int = 1) -> Tensor {
+        convTranspose2d(input, weight: weight, bias: bias, stride: (stride, stride), padding: Padding2D(padding),
+                        outputPadding: (outputPadding, outputPadding), dilation: (dilation, dilation), groups: groups)
+    }
+
+    /// Adds bias[c] to every element of channel c of an NCHW tensor, in place (fresh results only).
+    static func addChannelBias(_ t: Tensor, _ bias: Tensor) {
+        let n = t.shape[0], c = t.shape[1], plane = t.count / Swift.max(n * c, 1)
+        let pt = t.pointer, pb = bias.pointer
+        Parallel.forRange(n * c, grain: Swift.max(1, 16384 / Swift.max(plane, 1))) { range in
+            for p in range {
+                let b = pb[p % c], d = pt + p * plane
+                for i in 0..<plane { d[i] += b }
+            }
+        }
+    }
+}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadTensor
-
-final class KdadTensorSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
