@@ -1,2 +1,0 @@
-#include "kdad_codecs.h"
-int kdad_codecs_version(void) { return 1; }

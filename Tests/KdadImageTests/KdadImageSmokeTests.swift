@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadImage
-
-final class KdadImageSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
