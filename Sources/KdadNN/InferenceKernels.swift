@@ -1,0 +1,66 @@
+import Foundation
+import KdadTensor
+
+/// Carries a loop body into `concurrentPerform`; every chunk writes only its own output range.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+enum ParallelLoop {
+    /// Runs `body` over `0..<count` in at most `TensorRuntime.threadCount` contiguous chunks of at least `grain`.
+    static func forRange(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let chunks = min(TensorRuntime.threadCount, max(1, count / max(grain, 1)))
+        if chunks <= 1 { body(0..<count); return }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedBox(value: body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let base = count / chunks, extra = count % chunks
+                let start = chunk * base + min(chunk, extra)
+                box.value(start..<(start + base + (chunk < extra ? 1 : 0)))
+            }
+        }
+    }
+}
+
+/// Inference-only (no autograd) operations on fresh tensors: the folded-BN convolution with its bias,
+/// residual and activation applied in one pass over the output.
+enum InferenceKernels {
+    static func conv(_ x: Tensor, weight: Tensor, bias: Tensor, stride: Int, padding: Padding2D, groups: Int,
+                     dilation: Int, activation: Activation, residual: Tensor?) -> Tensor {
+        let out = Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                                dilation: (dilation, dilation), groups: groups)
+        biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+        return out
+    }
+
+    /// out[n, c, :, :] = act(out + bias[c] (+ residual)), in place on a tensor nothing else references yet.
+    static func biasActivationInPlace(_ out: Tensor, bias: Tensor, residual: Tensor?, activation: Activation) {
+        let n = out.shape[0], c = out.shape[1], plane = out.count / max(n * c, 1)
+        if let residual { precondition(residual.shape == out.shape, "residual \(residual.shape) vs output \(out.shape)") }
+        bias.withUnsafeBufferPointer { pb in
+            out.withUnsafeMutableBufferPointer { po in
+                let po = UncheckedBox(value: po.baseAddress!), pb = UncheckedBox(value: pb.baseAddress!)
+                let pr: UncheckedBox<UnsafePointer<Float>?> = UncheckedBox(value: residual?.withUnsafeBufferPointer { $0.baseAddress })
+                ParallelLoop.forRange(n * c, grain: max(1, 8192 / max(plane, 1))) { planes in
+                    for p in planes {
+                        let b = pb.value[p % c], d = po.value + p * plane
+                        if let r = pr.value.map({ $0 + p * plane }) {
+                            switch activation {
+                            case .identity: for i in 0..<plane { d[i] = d[i] + b + r[i] }
+                            case .relu: for i in 0..<plane { d[i] = max(d[i] + b + r[i], 0) }
+                            case .relu6: for i in 0..<plane { d[i] = min(max(d[i] + b + r[i], 0), 6) }
+                            }
+                        } else {
+                            switch activation {
+                            case .identity: for i in 0..<plane { d[i] = d[i] + b }
+                            case .relu: for i in 0..<plane { d[i] = max(d[i] + b, 0) }
+                            case .relu6: for i in 0..<plane { d[i] = min(max(d[i] + b, 0), 6) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
