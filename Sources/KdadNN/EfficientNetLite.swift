@@ -157,11 +157,11 @@ public final class MBConvBlock: @unchecked Sendable {
 
     var units: [ConvBNActivation] { (expand.map { [$0] } ?? []) + [depthwise, project] }
 
-    func forward(_ x: Tensor, fused: Bool) -> Tensor {
+    func forward(_ x: Tensor, fused: Bool, profiler: OpProfiler? = nil) -> Tensor {
         var h = x
-        if let expand { h = expand.forward(h, fused: fused) }
-        h = depthwise.forward(h, fused: fused)
-        if fused { return project.fused(h, residual: spec.hasResidual ? x : nil) }
+        if let expand { h = expand.forward(h, fused: fused, profiler: profiler) }
+        h = depthwise.forward(h, fused: fused, profiler: profiler)
+        if fused { return project.fused(h, residual: spec.hasResidual ? x : nil, profiler: profiler) }
         let y = project.reference(h)
         return spec.hasResidual ? y + x : y
     }
@@ -238,7 +238,9 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
     /// Runs the network on a normalised NCHW batch and returns the requested features. Stops after
     /// the deepest requested feature (asking only for `.block(7)` runs the stem and blocks 0…7).
     /// `fused` selects the BN-folded path (default: whenever `fuseForInference()` ran).
-    public func forward(_ input: Tensor, features: Set<LiteFeature>, fused: Bool? = nil) -> [LiteFeature: Tensor] {
+    /// `profiler` (fused path only) accumulates the time of every operation by kind.
+    public func forward(_ input: Tensor, features: Set<LiteFeature>, fused: Bool? = nil,
+                        profiler: OpProfiler? = nil) -> [LiteFeature: Tensor] {
         precondition(input.rank == 4 && input.shape[1] == 3, "EfficientNetLite.forward: input \(input.shape) is not N×3×H×W")
         let useFused = fused ?? isFused
         precondition(!useFused || isFused, "EfficientNetLite.forward(fused: true) before fuseForInference()")
@@ -247,19 +249,20 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
         }
         guard let deepest = features.max() else { return [:] }
         var out: [LiteFeature: Tensor] = [:]
-        var x = stem.forward(input, fused: useFused)
+        var x = stem.forward(input, fused: useFused, profiler: profiler)
         if features.contains(.stem) { out[.stem] = x }
         if deepest == .stem { return out }
         for (i, block) in blocks.enumerated() {
-            x = block.forward(x, fused: useFused)
+            x = block.forward(x, fused: useFused, profiler: profiler)
             if features.contains(.block(i)) { out[.block(i)] = x }
             if deepest == .block(i) { return out }
         }
-        x = head.forward(x, fused: useFused)
+        x = head.forward(x, fused: useFused, profiler: profiler)
         if features.contains(.head) { out[.head] = x }
         if deepest == .head { return out }
-        let pooled = x.mean(axes: [2, 3])
-        out[.logits] = classifier(pooled)
+        let head = x
+        let pooled = profiler?.measure("pool+fc") { head.mean(axes: [2, 3]) } ?? head.mean(axes: [2, 3])
+        out[.logits] = profiler?.measure("pool+fc") { classifier(pooled) } ?? classifier(pooled)
         return out
     }
 

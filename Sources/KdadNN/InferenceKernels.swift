@@ -27,10 +27,39 @@ enum ParallelLoop {
 /// residual and activation applied in one pass over the output.
 enum InferenceKernels {
     static func conv(_ x: Tensor, weight: Tensor, bias: Tensor, stride: Int, padding: Padding2D, groups: Int,
-                     dilation: Int, activation: Activation, residual: Tensor?) -> Tensor {
-        let out = Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
-                                dilation: (dilation, dilation), groups: groups)
-        biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+                     dilation: Int, activation: Activation, residual: Tensor?, profiler: OpProfiler? = nil) -> Tensor {
+        let kh = weight.shape[2], kw = weight.shape[3]
+        let depthwise = groups > 1 && groups == x.shape[1] && weight.shape[0] == groups && dilation == 1
+            && (stride == 1 || stride == 2) && residual == nil
+        if depthwise {
+            guard let profiler else {
+                return DepthwiseKernel.forward(x, weight: weight, bias: bias, stride: stride, padding: padding, activation: activation)
+            }
+            let label = "depthwise\(kh)x\(kw) s\(stride) (+bias+act)"
+            let out = profiler.measure(label) {
+                DepthwiseKernel.forward(x, weight: weight, bias: bias, stride: stride, padding: padding, activation: activation)
+            }
+            profiler.measure(label, flops: 2 * Double(out.count * kh * kw)) {}
+            return out
+        }
+        guard let profiler else {
+            let out = Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                                    dilation: (dilation, dilation), groups: groups)
+            biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+            return out
+        }
+        let kind = groups == 1 ? (kh == 1 && kw == 1 ? "conv1x1" : "conv\(kh)x\(kw)")
+            : groups == x.shape[1] ? "depthwise\(kh)x\(kw)" : "grouped\(kh)x\(kw)"
+        let label = "\(kind) s\(stride)"
+        let out = profiler.measure(label) {
+            Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                          dilation: (dilation, dilation), groups: groups)
+        }
+        let macs = Double(out.count) * Double(weight.count / weight.shape[0])
+        profiler.measure(label, flops: 2 * macs) {}
+        profiler.measure("bias+activation" + (residual == nil ? "" : "+residual")) {
+            biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+        }
         return out
     }
 

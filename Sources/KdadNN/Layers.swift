@@ -163,15 +163,16 @@ public final class ConvBNActivation: @unchecked Sendable {
 
     /// The inference path: one convolution with the folded weight, then bias and activation in one pass
     /// over the fresh output (and an optional residual added before the activation-free output).
-    func fused(_ x: Tensor, residual: Tensor? = nil) -> Tensor {
+    func fused(_ x: Tensor, residual: Tensor? = nil, profiler: OpProfiler? = nil) -> Tensor {
         guard let folded else { preconditionFailure("ConvBNActivation.fused before fuse()") }
         return InferenceKernels.conv(x, weight: folded.weight, bias: folded.bias, stride: conv.stride,
                                      padding: conv.resolvedPadding(for: x), groups: conv.groups,
-                                     dilation: conv.dilation, activation: activation, residual: residual)
+                                     dilation: conv.dilation, activation: activation, residual: residual,
+                                     profiler: profiler)
     }
 
-    func forward(_ x: Tensor, fused useFused: Bool) -> Tensor {
-        useFused ? fused(x) : reference(x)
+    func forward(_ x: Tensor, fused useFused: Bool, profiler: OpProfiler? = nil) -> Tensor {
+        useFused ? fused(x, profiler: profiler) : reference(x)
     }
 
     func entries(conv convPrefix: String, norm normPrefix: String) -> [StateEntry] {

@@ -79,7 +79,7 @@ final class EfficientNetLiteArchitectureTests: XCTestCase {
     /// BN folding equals conv → BN → activation on random data with non-trivial statistics, for
     /// dense, grouped and depthwise convolutions with TF-SAME padding.
     func testBatchNormFoldingMatchesUnfused() {
-        for (groups, kernel, stride, act) in [(1, 3, 2, Activation.relu6), (4, 3, 1, .relu), (8, 5, 2, .identity)] {
+        for (groups, kernel, stride, act) in [(1, 3, 2, Activation.relu6), (4, 3, 1, .relu), (8, 5, 2, .identity), (8, 3, 1, .relu6), (8, 5, 1, .relu)] {
             let unit = ConvBNActivation(conv: Conv2dLayer(inChannels: 8, outChannels: 8, kernel: kernel, stride: stride,
                                                           padding: .tfSame, groups: groups),
                                         norm: BatchNormLayer(channels: 8, eps: 1e-3), activation: act)
