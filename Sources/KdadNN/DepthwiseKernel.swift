@@ -1,13 +1,16 @@
 import Foundation
 import KdadTensor
 
-/// Inference depthwise convolution (one filter per channel, NCHW) with the folded-BN bias and the
-/// activation applied as each output row is finished.
+/// Inference depthwise convolution (one k×k filter per channel, NCHW, stride 1 or 2) with the
+/// folded-BN bias and the activation applied when the output is written.
 ///
-/// Why not the tensor engine's depthwise kernel: it accumulates straight into the output with
-/// bounds-checked, strided inner loops, then needs separate passes for bias and activation. Here each
-/// plane is first copied into a zero-padded scratch plane (split into even and odd columns for
-/// stride 2), so every inner loop is a branch-free, unit-stride multiply-add over an L1-resident row.
+/// Why not the tensor engine's depthwise kernel: it runs bounds-checked inner loops of one output
+/// row (7…112 values), gathers with stride 2, and needs separate passes for bias and activation.
+/// Here each input plane is first copied into zero-padded *phase planes* (one for stride 1; four for
+/// stride 2: even/odd rows × even/odd columns) of row length R = out_w + (k-1)/stride. In that layout
+/// every tap (ky, kx) of every output is a unit-stride read at a fixed offset, so each tap is one long
+/// branch-free multiply-add over a band of output rows flattened to `rows × R` values (the R - out_w
+/// extra columns per row are computed and dropped). Bands keep the accumulator in L1.
 enum DepthwiseKernel {
     static func forward(_ x: Tensor, weight: Tensor, bias: Tensor, stride: Int, padding: Padding2D,
                         activation: Activation) -> Tensor {
@@ -17,60 +20,103 @@ enum DepthwiseKernel {
         precondition(stride == 1 || stride == 2, "depthwise kernel supports strides 1 and 2")
         let ho = (h + padding.top + padding.bottom - kh) / stride + 1
         let wo = (w + padding.left + padding.right - kw) / stride + 1
-        let ph = h + padding.top + padding.bottom
-        // Padded row length, rounded so every tap of every output column is inside the row.
-        let pw = (wo - 1) * stride + kw
-        // Stride 2: even columns then odd columns, each `half` long.
-        let half = (pw + 1) / 2
-        let rowLength = stride == 1 ? pw : 2 * half
+        let rowLength = wo + (kw - 1) / stride
+        let phaseRows = ho + (kh - 1) / stride
+        // Reads run up to (kw-1)/stride past the last phase row: a zero tail covers them.
+        let phaseSize = phaseRows * rowLength + kw
+        let phases = stride * stride
+        let bandRows = max(1, 2048 / rowLength)
+        let taps = kh * kw
         let out = Tensor.zeros([n, c, ho, wo])
         x.withUnsafeBufferPointer { px in
             weight.withUnsafeBufferPointer { pwgt in
                 bias.withUnsafeBufferPointer { pb in
                     out.withUnsafeMutableBufferPointer { po in
-                        let px = UncheckedBox(value: px.baseAddress!), pwgt = UncheckedBox(value: pwgt.baseAddress!)
-                        let pb = UncheckedBox(value: pb.baseAddress!), po = UncheckedBox(value: po.baseAddress!)
+                        let box = UncheckedBox(value: (px.baseAddress!, pwgt.baseAddress!, pb.baseAddress!, po.baseAddress!))
                         ParallelLoop.forRange(n * c) { planes in
-                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: ph * rowLength + wo)
+                            let (px, pwgt, pb, po) = box.value
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: phases * phaseSize + bandRows * rowLength)
                             defer { scratch.deallocate() }
-                            let acc = scratch + ph * rowLength
-                            scratch.initialize(repeating: 0, count: ph * rowLength)
+                            // Borders are never written, so zeroing once serves every plane of the chunk.
+                            scratch.initialize(repeating: 0, count: phases * phaseSize + bandRows * rowLength)
+                            let acc = scratch + phases * phaseSize
+                            // Per tap: its weight and its offset from a band's first phase-plane value.
+                            let tapWeights = UnsafeMutablePointer<Float>.allocate(capacity: taps)
+                            let tapOffsets = UnsafeMutablePointer<Int>.allocate(capacity: taps)
+                            defer { tapWeights.deallocate(); tapOffsets.deallocate() }
+                            for ky in 0..<kh {
+                                for kx in 0..<kw {
+                                    let phase = stride == 1 ? 0 : (ky & 1) * 2 + (kx & 1)
+                                    tapOffsets[ky * kw + kx] = phase * phaseSize + (ky / stride) * rowLength + kx / stride
+                                }
+                            }
                             for p in planes {
                                 let ch = p % c
-                                let src = px.value + p * h * w
-                                // Fill the interior rows (the zero border stays zero across planes).
+                                let src = px + p * h * w
+                                // Scatter the input into the phase planes (padded coordinates py, px).
                                 for y in 0..<h {
-                                    let row = scratch + (y + padding.top) * rowLength
+                                    let py = y + padding.top
+                                    let ry = py % stride, yy = py / stride
+                                    if yy >= phaseRows { break }
                                     let s = src + y * w
-                                    let copyCount = min(w, pw - padding.left)
                                     if stride == 1 {
-                                        (row + padding.left).update(from: s, count: copyCount)
+                                        let count = min(w, rowLength - padding.left)
+                                        (scratch + yy * rowLength + padding.left).update(from: s, count: count)
                                     } else {
-                                        for i in 0..<copyCount {
-                                            let col = i + padding.left
-                                            row[(col & 1) * half + (col >> 1)] = s[i]
+                                        let even = scratch + (ry * 2) * phaseSize + yy * rowLength
+                                        let odd = scratch + (ry * 2 + 1) * phaseSize + yy * rowLength
+                                        for xx in 0..<w {
+                                            let pxx = xx + padding.left
+                                            let col = pxx >> 1
+                                            if col >= rowLength { break }
+                                            if pxx & 1 == 0 { even[col] = s[xx] } else { odd[col] = s[xx] }
                                         }
                                     }
                                 }
-                                let wt = pwgt.value + ch * kh * kw
-                                let b = pb.value[ch]
-                                let dst = po.value + p * ho * wo
-                                for oy in 0..<ho {
-                                    for i in 0..<wo { acc[i] = b }
-                                    for ky in 0..<kh {
-                                        let row = scratch + (oy * stride + ky) * rowLength
-                                        for kx in 0..<kw {
-                                            let wv = wt[ky * kw + kx]
-                                            let s = stride == 1 ? row + kx : row + (kx & 1) * half + (kx >> 1)
-                                            for i in 0..<wo { acc[i] += wv * s[i] }
+                                let wt = pwgt + ch * kh * kw
+                                for t in 0..<taps { tapWeights[t] = wt[t] }
+                                let b = pb[ch]
+                                let dst = po + p * ho * wo
+                                var r0 = 0
+                                while r0 < ho {
+                                    let rows = min(bandRows, ho - r0)
+                                    let len = rows * rowLength
+                                    let base = scratch + r0 * rowLength
+                                    // All taps of 16 (then 4, then 1) outputs accumulate in registers.
+                                    var j = 0
+                                    while j + 16 <= len {
+                                        var a = SIMD16<Float>(repeating: b)
+                                        for t in 0..<taps {
+                                            let v = UnsafeRawPointer(base + tapOffsets[t] + j).loadUnaligned(as: SIMD16<Float>.self)
+                                            a += SIMD16<Float>(repeating: tapWeights[t]) * v
+                                        }
+                                        UnsafeMutableRawPointer(acc + j).storeBytes(of: a, as: SIMD16<Float>.self)
+                                        j += 16
+                                    }
+                                    while j + 4 <= len {
+                                        var a = SIMD4<Float>(repeating: b)
+                                        for t in 0..<taps {
+                                            let v = UnsafeRawPointer(base + tapOffsets[t] + j).loadUnaligned(as: SIMD4<Float>.self)
+                                            a += SIMD4<Float>(repeating: tapWeights[t]) * v
+                                        }
+                                        UnsafeMutableRawPointer(acc + j).storeBytes(of: a, as: SIMD4<Float>.self)
+                                        j += 4
+                                    }
+                                    while j < len {
+                                        var a = b
+                                        for t in 0..<taps { a += tapWeights[t] * base[tapOffsets[t] + j] }
+                                        acc[j] = a
+                                        j += 1
+                                    }
+                                    for r in 0..<rows {
+                                        let a = acc + r * rowLength, d = dst + (r0 + r) * wo
+                                        switch activation {
+                                        case .identity: d.update(from: a, count: wo)
+                                        case .relu: for i in 0..<wo { d[i] = max(a[i], 0) }
+                                        case .relu6: for i in 0..<wo { d[i] = min(max(a[i], 0), 6) }
                                         }
                                     }
-                                    let d = dst + oy * wo
-                                    switch activation {
-                                    case .identity: d.update(from: acc, count: wo)
-                                    case .relu: for i in 0..<wo { d[i] = max(acc[i], 0) }
-                                    case .relu6: for i in 0..<wo { d[i] = min(max(acc[i], 0), 6) }
-                                    }
+                                    r0 += rows
                                 }
                             }
                         }

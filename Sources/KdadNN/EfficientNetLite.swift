@@ -247,6 +247,48 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
         for f in features {
             if case .block(let i) = f { precondition(i < blocks.count, "\(modelName) has \(blocks.count) blocks, asked for \(f)") }
         }
+        guard features.max() != nil else { return [:] }
+        let n = input.shape[0]
+        // The fused path runs a few images at a time so a block's activations stay in the last-level
+        // cache between its convolutions instead of streaming the whole batch through memory.
+        let workers = min(TensorRuntime.threadCount, n)
+        if useFused && imageParallel && workers > 1 && profiler == nil {
+            // One image per worker at a time, each worker single-threaded: no fork/join per layer, and
+            // each image's activations stay in cache.
+            let results = UnsafeMutablePointer<[LiteFeature: Tensor]>.allocate(capacity: n)
+            results.initialize(repeating: [:], count: n)
+            defer { results.deinitialize(count: n); results.deallocate() }
+            let box = UncheckedBox(value: results)
+            InferenceThreading.imageParallel(workers: workers) { worker in
+                for image in stride(from: worker, to: n, by: workers) {
+                    let slice = input.slice(axis: 0, image..<(image + 1))
+                    box.value[image] = Tensor.noGrad { self.forwardWhole(slice, features: features, fused: true, profiler: nil) }
+                }
+            }
+            var out: [LiteFeature: Tensor] = [:]
+            for f in features { out[f] = Tensor.concat((0..<n).map { results[$0][f]! }, axis: 0) }
+            return out
+        }
+        if useFused && n > microBatch {
+            var parts: [[LiteFeature: Tensor]] = []
+            for start in stride(from: 0, to: n, by: microBatch) {
+                let slice = input.slice(axis: 0, start..<min(start + microBatch, n))
+                parts.append(forwardWhole(slice, features: features, fused: true, profiler: profiler))
+            }
+            var out: [LiteFeature: Tensor] = [:]
+            for f in features { out[f] = Tensor.concat(parts.map { $0[f]! }, axis: 0) }
+            return out
+        }
+        return forwardWhole(input, features: features, fused: useFused, profiler: profiler)
+    }
+
+    /// Images per fused-path sub-batch when not image-parallel (see `forward`).
+    public var microBatch = 1
+    /// Fused path with several threads: run whole images concurrently, one per thread (see
+    /// `InferenceThreading.imageParallel` for the effect on OpenBLAS) instead of splitting each layer.
+    public var imageParallel = true
+
+    func forwardWhole(_ input: Tensor, features: Set<LiteFeature>, fused useFused: Bool, profiler: OpProfiler?) -> [LiteFeature: Tensor] {
         guard let deepest = features.max() else { return [:] }
         var out: [LiteFeature: Tensor] = [:]
         var x = stem.forward(input, fused: useFused, profiler: profiler)

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import KdadTensor
 
@@ -6,10 +7,33 @@ struct UncheckedBox<Value>: @unchecked Sendable {
     let value: Value
 }
 
+/// How KdadNN's inference kernels use threads.
+public enum InferenceThreading {
+    /// True inside an image-parallel worker: that worker's kernels run on its own thread only.
+    @TaskLocal static var serial = false
+
+    /// Runs `body(worker)` for `workers` workers concurrently, each with serial kernels and OpenBLAS
+    /// limited to one thread. OpenBLAS's thread count is process-wide: it is restored afterwards, and
+    /// tensor-engine GEMMs issued by other threads meanwhile run single-threaded (slower, still correct).
+    static func imageParallel(workers: Int, _ body: (Int) -> Void) {
+        let restore = TensorRuntime.threadCount
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(restore)) }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedBox(value: body)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                InferenceThreading.$serial.withValue(true) { box.value(worker) }
+            }
+        }
+    }
+}
+
 enum ParallelLoop {
-    /// Runs `body` over `0..<count` in at most `TensorRuntime.threadCount` contiguous chunks of at least `grain`.
+    /// Runs `body` over `0..<count` in at most `TensorRuntime.threadCount` contiguous chunks of at least `grain`
+    /// (inline inside an image-parallel worker).
     static func forRange(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
+        if InferenceThreading.serial { body(0..<count); return }
         let chunks = min(TensorRuntime.threadCount, max(1, count / max(grain, 1)))
         if chunks <= 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { body in
@@ -40,6 +64,18 @@ enum InferenceKernels {
                 DepthwiseKernel.forward(x, weight: weight, bias: bias, stride: stride, padding: padding, activation: activation)
             }
             profiler.measure(label, flops: 2 * Double(out.count * kh * kw)) {}
+            return out
+        }
+        let pointwise = kh == 1 && kw == 1 && stride == 1 && groups == 1 && padding == .zero
+        if pointwise {
+            guard let profiler else {
+                return PointwiseKernel.forward(x, weight: weight, bias: bias, residual: residual, activation: activation)
+            }
+            let label = "conv1x1 s1 (+bias+act\(residual == nil ? "" : "+residual"))"
+            let out = profiler.measure(label) {
+                PointwiseKernel.forward(x, weight: weight, bias: bias, residual: residual, activation: activation)
+            }
+            profiler.measure(label, flops: 2 * Double(out.count * x.shape[1])) {}
             return out
         }
         guard let profiler else {

@@ -18,6 +18,8 @@ struct BenchTeacher: AsyncParsableCommand {
     @Option(help: "Timed batches per configuration (after one warm-up batch).") var iterations: Int = 5
     @Option(help: "Threads (default: all cores).") var threads: Int?
     @Option(help: "Weights file (default: the cache's ImageNet weights).") var weights: String?
+    @Option(help: "Images per fused sub-batch (default: the model's).") var microBatch: Int?
+    @Flag(help: "Split each layer across threads instead of running whole images in parallel.") var layerParallel = false
     @Flag(help: "Print a per-operation time breakdown.") var profile = false
     @Flag(help: "Print JSON lines instead of a table.") var json = false
 
@@ -37,6 +39,8 @@ struct BenchTeacher: AsyncParsableCommand {
             throw ValidationError("trunk block must be in 0..<\(model.blocks.count)")
         }
         model.fuseForInference()
+        if let microBatch { model.microBatch = max(1, microBatch) }
+        model.imageParallel = !layerParallel
         if !json {
             print("kdad bench teacher: efficientnet-\(v.rawValue), batch \(batch), \(TensorRuntime.threadCount) thread(s), fused BN, \(iterations) timed batches")
         }
@@ -48,18 +52,22 @@ struct BenchTeacher: AsyncParsableCommand {
                                      ("full (logits)", Set([LiteFeature.logits]))] {
                 _ = Tensor.noGrad { model.forward(input, features: features) }  // warm-up
                 var times: [Double] = []
+                let cpuStart = processCPUSeconds()
                 for _ in 0..<iterations {
                     let start = DispatchTime.now().uptimeNanoseconds
                     _ = Tensor.noGrad { model.forward(input, features: features) }
                     times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
                 }
+                // CPU seconds per image (all threads): on a machine shared with other work, wall time
+                // includes waiting for the cores; CPU time does not.
+                let cpuPerImage = (processCPUSeconds() - cpuStart) / Double(iterations * batch)
                 let best = times.min()!, median = times.sorted()[times.count / 2]
                 let ips = Double(batch) / median
                 if json {
-                    print("{\"variant\":\"\(v.rawValue)\",\"size\":\(size),\"batch\":\(batch),\"config\":\"\(name)\",\"images_per_second\":\(String(format: "%.2f", ips)),\"best_images_per_second\":\(String(format: "%.2f", Double(batch) / best))}")
+                    print("{\"variant\":\"\(v.rawValue)\",\"size\":\(size),\"batch\":\(batch),\"config\":\"\(name)\",\"images_per_second\":\(String(format: "%.2f", ips)),\"best_images_per_second\":\(String(format: "%.2f", Double(batch) / best)),\"cpu_ms_per_image\":\(String(format: "%.2f", cpuPerImage * 1000))}")
                 } else {
-                    print(String(format: "%4d²  %-22@ %8.1f img/s (median of %d; best %.1f img/s; %.1f ms/batch)",
-                                 size, name as NSString, ips, iterations, Double(batch) / best, median * 1000))
+                    print(String(format: "%4d²  %-22@ %8.1f img/s (median of %d; best %.1f img/s; %.1f ms/batch; %.1f CPU ms/image)",
+                                 size, name as NSString, ips, iterations, Double(batch) / best, median * 1000, cpuPerImage * 1000))
                 }
                 if profile {
                     let profiler = OpProfiler()
@@ -72,4 +80,12 @@ struct BenchTeacher: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// User + system CPU time of this process, all threads.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

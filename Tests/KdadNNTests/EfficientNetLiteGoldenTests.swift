@@ -88,3 +88,36 @@ final class EfficientNetLiteGoldenTests: XCTestCase {
         XCTAssertEqual(topK(logits, 1), [285])
     }
 }
+
+final class EfficientNetLiteBatchTests: XCTestCase {
+    /// A batch gives each image the result it gets alone, on the image-parallel, sub-batched and
+    /// layer-parallel fused paths and the reference path. Image-parallel workers run OpenBLAS on one
+    /// thread, so they match single images computed with one thread bit for bit; multi-threaded
+    /// OpenBLAS partitions a GEMM differently and rounds differently (≈1e-6 relative).
+    func testBatchedExecutionModesAgreeWithSingleImages() throws {
+        let model = try EfficientNetLite(variant: .lite0, weightsAt: cachedTeacherWeights(.lite0))
+        model.fuseForInference()
+        let batch = seededTensor([3, 3, 48, 64], seed: 11)
+        let features: Set<LiteFeature> = [.block(4), .head, .logits]
+        let threads = TensorRuntime.threadCount
+        TensorRuntime.setThreadCount(1)
+        let singles = (0..<3).map { i in Tensor.noGrad { model.forwardWhole(batch.slice(axis: 0, i..<(i + 1)), features: features, fused: true, profiler: nil) } }
+        TensorRuntime.setThreadCount(threads)
+        guard threads > 1 else { throw XCTSkip("needs at least two cores to exercise image-parallel execution") }
+        func check(_ out: [LiteFeature: Tensor], _ label: String, tolerance: Double) {
+            for f in features {
+                let expected = Tensor.concat(singles.map { $0[f]! }, axis: 0)
+                XCTAssertEqual(out[f]?.shape, expected.shape, "\(label) \(f)")
+                XCTAssertLessThanOrEqual(relativeError(out[f]!.scalars, expected.scalars), tolerance, "\(label) \(f)")
+            }
+        }
+        model.imageParallel = true
+        check(Tensor.noGrad { model.forward(batch, features: features) }, "image-parallel", tolerance: 0)
+        model.imageParallel = false
+        model.microBatch = 2
+        check(Tensor.noGrad { model.forward(batch, features: features) }, "sub-batches of 2", tolerance: 1e-5)
+        model.microBatch = 3
+        check(Tensor.noGrad { model.forward(batch, features: features) }, "whole batch", tolerance: 1e-5)
+        check(model.forward(batch, features: features, fused: false), "reference", tolerance: 1e-5)
+    }
+}
