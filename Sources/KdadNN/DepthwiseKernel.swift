@@ -63,13 +63,23 @@ enum DepthwiseKernel {
                                         let count = min(w, rowLength - padding.left)
                                         (scratch + yy * rowLength + padding.left).update(from: s, count: count)
                                     } else {
+                                        // Padded column 2·col is input column 2·col - left (even phase),
+                                        // 2·col + 1 the next one (odd phase): deinterleave 8 at a time.
                                         let even = scratch + (ry * 2) * phaseSize + yy * rowLength
                                         let odd = scratch + (ry * 2 + 1) * phaseSize + yy * rowLength
-                                        for xx in 0..<w {
-                                            let pxx = xx + padding.left
-                                            let col = pxx >> 1
-                                            if col >= rowLength { break }
-                                            if pxx & 1 == 0 { even[col] = s[xx] } else { odd[col] = s[xx] }
+                                        var col = 0
+                                        while col < rowLength {
+                                            let i0 = 2 * col - padding.left
+                                            if i0 >= 0 && i0 + 8 <= w && col + 4 <= rowLength {
+                                                let v = UnsafeRawPointer(s + i0).loadUnaligned(as: SIMD8<Float>.self)
+                                                UnsafeMutableRawPointer(even + col).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+                                                UnsafeMutableRawPointer(odd + col).storeBytes(of: v.oddHalf, as: SIMD4<Float>.self)
+                                                col += 4
+                                            } else {
+                                                if i0 >= 0 && i0 < w { even[col] = s[i0] }
+                                                if i0 + 1 >= 0 && i0 + 1 < w { odd[col] = s[i0 + 1] }
+                                                col += 1
+                                            }
                                         }
                                     }
                                 }

@@ -262,21 +262,25 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
             InferenceThreading.imageParallel(workers: workers) { worker in
                 for image in stride(from: worker, to: n, by: workers) {
                     let slice = input.slice(axis: 0, image..<(image + 1))
-                    box.value[image] = Tensor.noGrad { self.forwardWhole(slice, features: features, fused: true, profiler: nil) }
+                    box.value[image] = Tensor.noGrad {
+                        self.forwardWhole(slice, features: features, fused: true, profiler: nil, poolOnly: true)
+                    }
                 }
             }
             var out: [LiteFeature: Tensor] = [:]
             for f in features { out[f] = Tensor.concat((0..<n).map { results[$0][f]! }, axis: 0) }
+            if let pooled = out[.logits] { out[.logits] = classifier(pooled) }
             return out
         }
         if useFused && n > microBatch {
             var parts: [[LiteFeature: Tensor]] = []
             for start in stride(from: 0, to: n, by: microBatch) {
                 let slice = input.slice(axis: 0, start..<min(start + microBatch, n))
-                parts.append(forwardWhole(slice, features: features, fused: true, profiler: profiler))
+                parts.append(forwardWhole(slice, features: features, fused: true, profiler: profiler, poolOnly: true))
             }
             var out: [LiteFeature: Tensor] = [:]
             for f in features { out[f] = Tensor.concat(parts.map { $0[f]! }, axis: 0) }
+            if let pooled = out[.logits] { out[.logits] = profiler?.measure("fc") { classifier(pooled) } ?? classifier(pooled) }
             return out
         }
         return forwardWhole(input, features: features, fused: useFused, profiler: profiler)
@@ -288,7 +292,10 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
     /// `InferenceThreading.imageParallel` for the effect on OpenBLAS) instead of splitting each layer.
     public var imageParallel = true
 
-    func forwardWhole(_ input: Tensor, features: Set<LiteFeature>, fused useFused: Bool, profiler: OpProfiler?) -> [LiteFeature: Tensor] {
+    /// With `poolOnly`, `.logits` holds the pooled head features [N, 1280] instead: the caller applies the
+    /// classifier once to the whole batch (its 5 MB weight then streams from memory once, not per image).
+    func forwardWhole(_ input: Tensor, features: Set<LiteFeature>, fused useFused: Bool, profiler: OpProfiler?,
+                      poolOnly: Bool = false) -> [LiteFeature: Tensor] {
         guard let deepest = features.max() else { return [:] }
         var out: [LiteFeature: Tensor] = [:]
         var x = stem.forward(input, fused: useFused, profiler: profiler)
@@ -303,8 +310,9 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
         if features.contains(.head) { out[.head] = x }
         if deepest == .head { return out }
         let head = x
-        let pooled = profiler?.measure("pool+fc") { head.mean(axes: [2, 3]) } ?? head.mean(axes: [2, 3])
-        out[.logits] = profiler?.measure("pool+fc") { classifier(pooled) } ?? classifier(pooled)
+        let pooled = profiler?.measure("pool") { head.mean(axes: [2, 3]) } ?? head.mean(axes: [2, 3])
+        if poolOnly { out[.logits] = pooled; return out }
+        out[.logits] = profiler?.measure("fc") { classifier(pooled) } ?? classifier(pooled)
         return out
     }
 

@@ -8,15 +8,29 @@ public final class OpProfiler: @unchecked Sendable {
     public private(set) var calls: [String: Int] = [:]
     public private(set) var flops: [String: Double] = [:]
 
-    public init() {}
+    /// Wall time, or the calling thread's CPU time (meaningful with one thread; robust on a busy machine).
+    public enum Clock: Sendable { case wall, threadCPU }
+    public let clock: Clock
+
+    public init(clock: Clock = .wall) { self.clock = clock }
+
+    func now() -> UInt64 {
+        switch clock {
+        case .wall: return DispatchTime.now().uptimeNanoseconds
+        case .threadCPU:
+            var t = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+            return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+        }
+    }
 
     public func reset() { seconds = [:]; calls = [:]; flops = [:] }
 
     @discardableResult
     func measure<R>(_ label: String, flops work: Double = 0, _ body: () -> R) -> R {
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = now()
         let result = body()
-        seconds[label, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        seconds[label, default: 0] += Double(now() - start) / 1e9
         calls[label, default: 0] += 1
         flops[label, default: 0] += work
         return result

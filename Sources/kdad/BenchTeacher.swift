@@ -20,7 +20,7 @@ struct BenchTeacher: AsyncParsableCommand {
     @Option(help: "Weights file (default: the cache's ImageNet weights).") var weights: String?
     @Option(help: "Images per fused sub-batch (default: the model's).") var microBatch: Int?
     @Flag(help: "Split each layer across threads instead of running whole images in parallel.") var layerParallel = false
-    @Flag(help: "Print a per-operation time breakdown.") var profile = false
+    @Flag(help: "Print a per-operation time breakdown (one extra sequential pass; CPU time when --threads 1).") var profile = false
     @Flag(help: "Print JSON lines instead of a table.") var json = false
 
     func run() async throws {
@@ -70,7 +70,8 @@ struct BenchTeacher: AsyncParsableCommand {
                                  size, name as NSString, ips, iterations, Double(batch) / best, median * 1000, cpuPerImage * 1000))
                 }
                 if profile {
-                    let profiler = OpProfiler()
+                    // One thread: CPU time per op (unaffected by other load); several: wall time.
+                    let profiler = OpProfiler(clock: TensorRuntime.threadCount == 1 ? .threadCPU : .wall)
                     _ = Tensor.noGrad { model.forward(input, features: features, profiler: profiler) }
                     for row in profiler.report() {
                         print(String(format: "        %-28@ %7.1f ms  %5.1f%%%@", row.label as NSString, row.seconds * 1000, row.share * 100,
