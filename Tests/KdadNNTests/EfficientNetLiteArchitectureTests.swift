@@ -55,6 +55,15 @@ final class EfficientNetLiteArchitectureTests: XCTestCase {
         }
     }
 
+    /// Learned parameters as PyTorch counts them on the port (`model.parameters()`: conv, BN affine, fc;
+    /// not the running statistics), from `torch.load` of the published files.
+    func testParameterCounts() throws {
+        let expected: [EfficientNetLiteVariant: Int] = [.lite0: 4_652_008, .lite1: 5_416_680, .lite2: 6_092_072]
+        for (variant, count) in expected {
+            XCTAssertEqual(EfficientNetLite(variant: variant).parameterCount, count, variant.rawValue)
+        }
+    }
+
     /// Lite1 and Lite2 recognise the test image, the fused and reference paths agreeing. The expected
     /// top-4 (probabilities ≥ 0.0079, well separated from 5th place) come from the independent PyTorch
     /// port (`EfficientNet.from_pretrained('efficientnet-liteN', weights_path=…, image_size=None)` on the
