@@ -1,7 +1,7 @@
 import Foundation
 
 /// The shape arithmetic of one 2-D convolution (NCHW input, [out, in/groups, kh, kw] weight).
-struct ConvGeometry: Equatable {
+struct ConvGeometry: Hashable {
     var batch, inChannels, height, width: Int
     var outChannels, kernelH, kernelW: Int
     var strideH, strideW: Int
@@ -100,8 +100,30 @@ enum ConvKernels {
 
     // MARK: forward
 
+    /// The oneDNN plan to use for this geometry, or nil for the built-in kernels.
+    static func oneDNNPlan(_ g: ConvGeometry) -> DNNLConvPlan? {
+        let use: Bool
+        switch TensorRuntime.convBackend {
+        case .builtin: use = false
+        case .oneDNN: use = true
+        case .automatic: use = prefersOneDNN(g)
+        }
+        return use ? DNNLRuntime.shared?.plan(for: g) : nil
+    }
+
+    /// Measured rule (kdad bench tensor, 2 shared cores; numbers in Docs/tensor.md): oneDNN's
+    /// direct JIT kernels win on dense k×k convolutions (3×3 64→64 @64²: 32-41 ms kernel vs ~95 ms
+    /// im2col+sgemm) even after the NCHW<->blocked reorders. For 1×1 our path is a plain sgemm with
+    /// no im2col, and oneDNN's three extra parallel regions per call (two reorders plus the kernel,
+    /// each waking OpenMP threads) lost every wall-clock run. Depthwise is memory-bound, so the
+    /// reorders cost more than oneDNN's kernel saves. Tiny convolutions stay on the built-in kernels.
+    static func prefersOneDNN(_ g: ConvGeometry) -> Bool {
+        !g.isDepthwise && !(g.kernelH == 1 && g.kernelW == 1) && g.flops >= 20e6
+    }
+
     static func forward(_ g: ConvGeometry, input: Tensor, weight: Tensor) -> Tensor {
         let out = Tensor.uninitialized(g.outputShape)
+        if let plan = oneDNNPlan(g), plan.useForward { plan.runForward(input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
         if g.isDepthwise { depthwiseForward(g, input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
         let hw = g.height * g.width, howo = g.outHeight * g.outWidth, k = g.patchSize
         let scratch = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * howo)
@@ -121,6 +143,11 @@ enum ConvKernels {
 
     /// Gradient with respect to the input, given the output gradient.
     static func backwardData(_ g: ConvGeometry, gradOutput: Tensor, weight: Tensor) -> Tensor {
+        if let plan = oneDNNPlan(g), plan.useBackwardData {
+            let gradInput = Tensor.uninitialized(g.inputShape)
+            plan.runBackwardData(gradOutput: gradOutput.pointer, weight: weight.pointer, gradInput: gradInput.pointer)
+            return gradInput
+        }
         let gradInput = Tensor.zeros(g.inputShape)
         if g.isDepthwise {
             depthwiseBackwardData(g, gradOutput: gradOutput.pointer, weight: weight.pointer, gradInput: gradInput.pointer)
@@ -144,6 +171,11 @@ enum ConvKernels {
 
     /// Gradient with respect to the weight, summed over the batch.
     static func backwardWeight(_ g: ConvGeometry, input: Tensor, gradOutput: Tensor) -> Tensor {
+        if let plan = oneDNNPlan(g), plan.useBackwardWeights {
+            let gradWeight = Tensor.uninitialized(g.weightShape)
+            plan.runBackwardWeights(input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)
+            return gradWeight
+        }
         let gradWeight = Tensor.zeros(g.weightShape)
         if g.isDepthwise {
             depthwiseBackwardWeight(g, input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)
@@ -187,34 +219,67 @@ enum ConvKernels {
     }
 
     // MARK: depthwise (groups == inChannels; outChannels = multiplier * inChannels)
+    //
+    // Each plane is first copied into a zero-padded scratch plane, so the inner loops run over
+    // whole output rows with no bounds checks (contiguous and vectorisable at stride 1).
+
+    /// Copies an h×w plane into the interior of a zero-bordered padded plane.
+    @inline(__always)
+    static func padPlane(_ g: ConvGeometry, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
+        let pw = g.width + g.padding.left + g.padding.right, ph = g.height + g.padding.top + g.padding.bottom
+        dst.update(repeating: 0, count: pw * ph)
+        for y in 0..<g.height {
+            (dst + (y + g.padding.top) * pw + g.padding.left).update(from: src + y * g.width, count: g.width)
+        }
+    }
+
+    /// Σ a[i]·b[i·stride] over n elements, with eight partial sums (a fixed order: deterministic).
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int, stride: Int) -> Float {
+        var i = 0
+        if stride == 1 {
+            var acc = SIMD8<Float>()
+            while i + 8 <= n {
+                acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+                    * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+                i += 8
+            }
+            var s = acc.sum()
+            while i < n { s += a[i] * b[i]; i += 1 }
+            return s
+        }
+        var s: Float = 0
+        while i < n { s += a[i] * b[i * stride]; i += 1 }
+        return s
+    }
 
     static func depthwiseForward(_ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                  output: UnsafeMutablePointer<Float>) {
-        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
-        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW
-        let ranges = (0..<g.kernelW).map {
-            ConvGeometry.validRange(offset: $0 * g.dilationW - g.padding.left, stride: g.strideW, size: w, outSize: wo)
-        }
-        Parallel.forRange(g.batch * g.outChannels) { planes in
+        let ho = g.outHeight, wo = g.outWidth, pw = g.width + g.padding.left + g.padding.right
+        let ph = g.height + g.padding.top + g.padding.bottom
+        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW, sw = g.strideW
+        Parallel.forRange(g.batch * g.inChannels) { planes in
+            let padded = UnsafeMutablePointer<Float>.allocate(capacity: pw * ph)
+            defer { padded.deallocate() }
             for p in planes {
-                let n = p / g.outChannels, o = p % g.outChannels, c = o / mult
-                let src = input + (n * g.inChannels + c) * h * w
-                let dst = output + p * ho * wo
-                let wt = weight + o * kk
-                dst.update(repeating: 0, count: ho * wo)
-                for oy in 0..<ho {
-                    let drow = dst + oy * wo
-                    for ky in 0..<g.kernelH {
-                        let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
-                        if iy < 0 || iy >= h { continue }
-                        let srow = src + iy * w
-                        for kx in 0..<g.kernelW {
-                            let wv = wt[ky * g.kernelW + kx], offX = kx * g.dilationW - g.padding.left
-                            let s = srow + offX
-                            if g.strideW == 1 {
-                                for ox in ranges[kx] { drow[ox] += wv * s[ox] }
-                            } else {
-                                for ox in ranges[kx] { drow[ox] += wv * s[ox * g.strideW] }
+                let n = p / g.inChannels, c = p % g.inChannels
+                padPlane(g, input + p * g.height * g.width, padded)
+                for m in 0..<mult {
+                    let o = c * mult + m
+                    let dst = output + (n * g.outChannels + o) * ho * wo
+                    let wt = weight + o * kk
+                    dst.update(repeating: 0, count: ho * wo)
+                    for oy in 0..<ho {
+                        let drow = dst + oy * wo
+                        for ky in 0..<g.kernelH {
+                            let srow = padded + (oy * g.strideH + ky * g.dilationH) * pw
+                            for kx in 0..<g.kernelW {
+                                let wv = wt[ky * g.kernelW + kx], s = srow + kx * g.dilationW
+                                if sw == 1 {
+                                    for ox in 0..<wo { drow[ox] += wv * s[ox] }
+                                } else {
+                                    for ox in 0..<wo { drow[ox] += wv * s[ox * sw] }
+                                }
                             }
                         }
                     }
@@ -225,16 +290,16 @@ enum ConvKernels {
 
     static func depthwiseBackwardData(_ g: ConvGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                       gradInput: UnsafeMutablePointer<Float>) {
-        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
-        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW
-        let ranges = (0..<g.kernelW).map {
-            ConvGeometry.validRange(offset: $0 * g.dilationW - g.padding.left, stride: g.strideW, size: w, outSize: wo)
-        }
-        // Parallel over input planes: every output channel of a plane's group is handled by the same work item.
+        let ho = g.outHeight, wo = g.outWidth, pw = g.width + g.padding.left + g.padding.right
+        let ph = g.height + g.padding.top + g.padding.bottom
+        let mult = g.outPerGroup, kk = g.kernelH * g.kernelW, sw = g.strideW
+        // Parallel over input planes: all output channels of a plane's group go to the same work item.
         Parallel.forRange(g.batch * g.inChannels) { planes in
+            let padded = UnsafeMutablePointer<Float>.allocate(capacity: pw * ph)
+            defer { padded.deallocate() }
             for p in planes {
                 let n = p / g.inChannels, c = p % g.inChannels
-                let dst = gradInput + p * h * w
+                padded.update(repeating: 0, count: pw * ph)
                 for m in 0..<mult {
                     let o = c * mult + m
                     let src = gradOutput + (n * g.outChannels + o) * ho * wo
@@ -242,20 +307,21 @@ enum ConvKernels {
                     for oy in 0..<ho {
                         let grow = src + oy * wo
                         for ky in 0..<g.kernelH {
-                            let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
-                            if iy < 0 || iy >= h { continue }
-                            let drow = dst + iy * w
+                            let prow = padded + (oy * g.strideH + ky * g.dilationH) * pw
                             for kx in 0..<g.kernelW {
-                                let wv = wt[ky * g.kernelW + kx], offX = kx * g.dilationW - g.padding.left
-                                let d = drow + offX
-                                if g.strideW == 1 {
-                                    for ox in ranges[kx] { d[ox] += wv * grow[ox] }
+                                let wv = wt[ky * g.kernelW + kx], d = prow + kx * g.dilationW
+                                if sw == 1 {
+                                    for ox in 0..<wo { d[ox] += wv * grow[ox] }
                                 } else {
-                                    for ox in ranges[kx] { d[ox * g.strideW] += wv * grow[ox] }
+                                    for ox in 0..<wo { d[ox * sw] += wv * grow[ox] }
                                 }
                             }
                         }
                     }
+                }
+                let dst = gradInput + p * g.height * g.width
+                for y in 0..<g.height {
+                    (dst + y * g.width).update(from: padded + (y + g.padding.top) * pw + g.padding.left, count: g.width)
                 }
             }
         }
@@ -263,38 +329,35 @@ enum ConvKernels {
 
     static func depthwiseBackwardWeight(_ g: ConvGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                         gradWeight: UnsafeMutablePointer<Float>) {
-        let ho = g.outHeight, wo = g.outWidth, h = g.height, w = g.width
+        let ho = g.outHeight, wo = g.outWidth, pw = g.width + g.padding.left + g.padding.right
+        let ph = g.height + g.padding.top + g.padding.bottom
         let mult = g.outPerGroup, kk = g.kernelH * g.kernelW
-        let ranges = (0..<g.kernelW).map {
-            ConvGeometry.validRange(offset: $0 * g.dilationW - g.padding.left, stride: g.strideW, size: w, outSize: wo)
-        }
-        Parallel.forRange(g.outChannels) { channels in
+        // Parallel over input channels (each owns its `mult` output channels' weights); the batch
+        // is summed in order inside, so the result does not depend on the thread count.
+        Parallel.forRange(g.inChannels) { channels in
+            let padded = UnsafeMutablePointer<Float>.allocate(capacity: pw * ph)
+            defer { padded.deallocate() }
             var acc = [Double](repeating: 0, count: kk)
-            for o in channels {
-                let c = o / mult
-                for i in 0..<kk { acc[i] = 0 }
-                for n in 0..<g.batch {
-                    let src = input + (n * g.inChannels + c) * h * w
-                    let gout = gradOutput + (n * g.outChannels + o) * ho * wo
-                    for ky in 0..<g.kernelH {
-                        for kx in 0..<g.kernelW {
-                            let offX = kx * g.dilationW - g.padding.left
-                            var s: Float = 0
-                            for oy in 0..<ho {
-                                let iy = oy * g.strideH - g.padding.top + ky * g.dilationH
-                                if iy < 0 || iy >= h { continue }
-                                let srow = src + iy * w + offX, grow = gout + oy * wo
-                                if g.strideW == 1 {
-                                    for ox in ranges[kx] { s += grow[ox] * srow[ox] }
-                                } else {
-                                    for ox in ranges[kx] { s += grow[ox] * srow[ox * g.strideW] }
+            for c in channels {
+                for m in 0..<mult {
+                    let o = c * mult + m
+                    for i in 0..<kk { acc[i] = 0 }
+                    for n in 0..<g.batch {
+                        if m == 0 || mult > 1 { padPlane(g, input + (n * g.inChannels + c) * g.height * g.width, padded) }
+                        let gout = gradOutput + (n * g.outChannels + o) * ho * wo
+                        for ky in 0..<g.kernelH {
+                            for kx in 0..<g.kernelW {
+                                var s: Float = 0
+                                for oy in 0..<ho {
+                                    s += dot(gout + oy * wo, padded + (oy * g.strideH + ky * g.dilationH) * pw + kx * g.dilationW,
+                                             wo, stride: g.strideW)
                                 }
+                                acc[ky * g.kernelW + kx] += Double(s)
                             }
-                            acc[ky * g.kernelW + kx] += Double(s)
                         }
                     }
+                    for i in 0..<kk { gradWeight[o * kk + i] = Float(acc[i]) }
                 }
-                for i in 0..<kk { gradWeight[o * kk + i] = Float(acc[i]) }
             }
         }
     }

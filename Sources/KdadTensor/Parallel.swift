@@ -17,6 +17,19 @@ public enum TensorRuntime {
         return configuredThreads
     }
 
+    /// Bytes of freed tensor buffers kept for reuse (default 1 GiB); 0 disables the cache.
+    public static var cachedMemoryLimit: Int {
+        get { StoragePool.shared.withLock { $0.limitBytes } }
+        set { StoragePool.shared.withLock { $0.limitBytes = max(0, newValue) }; if newValue <= 0 { _ = releaseCachedMemory() } }
+    }
+
+    /// Bytes currently held in the buffer cache.
+    public static var cachedMemory: Int { StoragePool.shared.cachedByteCount }
+
+    /// Returns cached tensor buffers to the system; the result is the number of bytes freed.
+    @discardableResult
+    public static func releaseCachedMemory() -> Int { StoragePool.shared.drain() }
+
     public static func setThreadCount(_ count: Int) {
         precondition(count >= 1, "thread count must be at least 1")
         lock.lock(); defer { lock.unlock() }
@@ -30,6 +43,27 @@ public enum TensorRuntime {
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// Which implementation runs convolutions. The API is the same; the backend is a speed detail.
+public enum ConvBackend: String, Sendable, CaseIterable {
+    /// Per-case choice from `kdad bench tensor` measurements (see Docs/tensor.md).
+    case automatic
+    /// im2col + OpenBLAS sgemm for dense/grouped, direct kernels for depthwise.
+    case builtin
+    /// oneDNN primitives (falls back to builtin where oneDNN cannot build one).
+    case oneDNN
+}
+
+extension TensorRuntime {
+    @TaskLocal static var convBackendOverride: ConvBackend = .automatic
+
+    /// Runs `body` with convolutions forced onto `backend` (benchmarks and cross-checking tests).
+    public static func withConvBackend<R>(_ backend: ConvBackend, _ body: () throws -> R) rethrows -> R {
+        try $convBackendOverride.withValue(backend) { try body() }
+    }
+
+    public static var convBackend: ConvBackend { convBackendOverride }
 }
 
 enum Parallel {

@@ -51,7 +51,7 @@ extension Kernels {
 }
 
 /// Explicit 2-D padding (TF-SAME padding is asymmetric, so all four sides are separate).
-public struct Padding2D: Equatable, Sendable {
+public struct Padding2D: Hashable, Sendable {
     public var top, bottom, left, right: Int
     public init(top: Int, bottom: Int, left: Int, right: Int) {
         self.top = top; self.bottom = bottom; self.left = left; self.right = right

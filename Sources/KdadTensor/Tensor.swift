@@ -8,9 +8,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Uninitialised memory for `count` floats (callers fill it before anyone reads it).
     init(uninitializedCount count: Int) {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
-                                                   alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = StoragePool.shared.allocate(count: count)
         self.count = count
     }
 
@@ -19,7 +17,68 @@ public final class TensorStorage: @unchecked Sendable {
         pointer.initialize(repeating: value, count: count)
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { StoragePool.shared.release(pointer, count: count) }
+}
+
+/// Reuses large buffers. Fresh large allocations come from mmap, and first-touching each page
+/// (kernel zeroing + a fault per 4 KiB) cost more than the op itself for memory-bound ops such
+/// as 1×1 convolutions (measured: 16×144×64² output, 41-46 ms → 12 ms). Training and inference
+/// allocate the same shapes every step, so buffers are cached by exact size up to a byte limit.
+final class StoragePool: @unchecked Sendable {
+    static let shared = StoragePool()
+    /// Below this many floats malloc is fast and keeps its own free lists.
+    static let minimumPooledCount = 16 * 1024
+
+    private let lock = NSLock()
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var cachedBytes = 0
+    var limitBytes = 1 << 30
+
+    func allocate(count: Int) -> UnsafeMutablePointer<Float> {
+        let capacity = Swift.max(count, 1)
+        if capacity >= Self.minimumPooledCount {
+            lock.lock()
+            if let p = free[capacity]?.popLast() {
+                cachedBytes -= capacity * MemoryLayout<Float>.stride
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<Float>.stride, alignment: 64)
+        return raw.bindMemory(to: Float.self, capacity: capacity)
+    }
+
+    func release(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
+        let capacity = Swift.max(count, 1), bytes = capacity * MemoryLayout<Float>.stride
+        if capacity >= Self.minimumPooledCount {
+            lock.lock()
+            if cachedBytes + bytes <= limitBytes {
+                free[capacity, default: []].append(pointer)
+                cachedBytes += bytes
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        UnsafeMutableRawPointer(pointer).deallocate()
+    }
+
+    /// Frees every cached buffer; returns the bytes released.
+    func drain() -> Int {
+        lock.lock()
+        let buffers = free.values.flatMap { $0 }
+        let bytes = cachedBytes
+        free = [:]
+        cachedBytes = 0
+        lock.unlock()
+        for p in buffers { UnsafeMutableRawPointer(p).deallocate() }
+        return bytes
+    }
+
+    var cachedByteCount: Int { lock.lock(); defer { lock.unlock() }; return cachedBytes }
+
+    func withLock<R>(_ body: (StoragePool) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(self) }
 }
 
 /// Errors from tensor construction and state files. Shape mismatches between tensors that the

@@ -50,6 +50,27 @@ final class AutogradSemanticsTests: XCTestCase {
         XCTAssertNil(weakIntermediate)
     }
 
+    /// Large freed buffers are reused (no fresh page faults) up to the limit, and can be released.
+    func testBufferCacheReusesAndReleasesLargeBuffers() {
+        TensorRuntime.releaseCachedMemory()
+        XCTAssertEqual(TensorRuntime.cachedMemory, 0)
+        do { let big = Tensor(shape: [100_000], repeating: 3); XCTAssertEqual(big.scalars[99_999], 3) }
+        XCTAssertEqual(TensorRuntime.cachedMemory, 400_000)
+        let reused = Tensor.zeros([100_000])
+        XCTAssertEqual(TensorRuntime.cachedMemory, 0, "the cached buffer was taken")
+        XCTAssertTrue(reused.scalars.allSatisfy { $0 == 0 }, "zeros initialises reused memory")
+        do { _ = Tensor.zeros([1000]) }
+        XCTAssertEqual(TensorRuntime.cachedMemory, 0, "small buffers go straight back to malloc")
+        let limit = TensorRuntime.cachedMemoryLimit
+        TensorRuntime.cachedMemoryLimit = 100_000
+        do { _ = Tensor.zeros([100_000]) }
+        XCTAssertEqual(TensorRuntime.cachedMemory, 0, "buffers beyond the limit are freed")
+        TensorRuntime.cachedMemoryLimit = limit
+        do { _ = Tensor.zeros([50_000]) }
+        XCTAssertEqual(TensorRuntime.releaseCachedMemory(), 200_000)
+        XCTAssertEqual(TensorRuntime.cachedMemory, 0)
+    }
+
     func testSeededRandomnessIsReproducible() {
         var a = SplitMix64(seed: 42), b = SplitMix64(seed: 42), c = SplitMix64(seed: 43)
         XCTAssertEqual(Tensor.normal([64], rng: &a).scalars, Tensor.normal([64], rng: &b).scalars)

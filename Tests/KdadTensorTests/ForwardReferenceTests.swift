@@ -42,10 +42,14 @@ final class ForwardReferenceTests: XCTestCase {
             let x = randomTensor([2, cs.inC, 9, 11], seed: UInt64(100 + index), requiresGrad: false)
             let w = randomTensor([cs.outC, cs.inC / cs.groups, cs.k, cs.k], seed: UInt64(200 + index), requiresGrad: false)
             let bias = randomTensor([cs.outC], seed: UInt64(300 + index), requiresGrad: false)
-            let ours = Tensor.conv2d(x, weight: w, bias: bias, stride: cs.stride, padding: cs.padding, dilation: cs.dilation, groups: cs.groups)
             let reference = naiveConv(x, w, bias, stride: cs.stride, padding: cs.padding, dilation: cs.dilation, groups: cs.groups)
-            XCTAssertEqual(ours.count, reference.count, "case \(index)")
-            XCTAssertLessThan(relativeError(ours.scalars, reference), 1e-6, "case \(index)")
+            for backend in [ConvBackend.builtin, .oneDNN] {
+                let ours = TensorRuntime.withConvBackend(backend) {
+                    Tensor.conv2d(x, weight: w, bias: bias, stride: cs.stride, padding: cs.padding, dilation: cs.dilation, groups: cs.groups)
+                }
+                XCTAssertEqual(ours.count, reference.count, "case \(index), \(backend)")
+                XCTAssertLessThan(relativeError(ours.scalars, reference), 1e-6, "case \(index), \(backend)")
+            }
         }
     }
 
@@ -54,6 +58,9 @@ final class ForwardReferenceTests: XCTestCase {
         let w = randomTensor([4, 3, 3, 3], seed: 401, requiresGrad: false)  // groups 2: out 6
         let (s, p, op) = (2, 1, 1)
         let ours = Tensor.convTranspose2d(x, weight: w, stride: s, padding: p, outputPadding: op, groups: 2)
+        let viaOneDNN = TensorRuntime.withConvBackend(.oneDNN) {
+            Tensor.convTranspose2d(x, weight: w, stride: s, padding: p, outputPadding: op, groups: 2)
+        }
         let ho = (3 - 1) * s - 2 * p + 3 + op, wo = (5 - 1) * s - 2 * p + 3 + op
         XCTAssertEqual(ours.shape, [2, 6, ho, wo])
         var reference = [Double](repeating: 0, count: 2 * 6 * ho * wo)
@@ -68,6 +75,7 @@ final class ForwardReferenceTests: XCTestCase {
             } } }
         } } } }
         XCTAssertLessThan(relativeError(ours.scalars, reference), 1e-6)
+        XCTAssertLessThan(relativeError(viaOneDNN.scalars, reference), 1e-6)
     }
 
     func testResizeAndPoolingValues() {

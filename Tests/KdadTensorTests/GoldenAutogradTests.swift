@@ -7,7 +7,15 @@ import XCTest
 /// Rebuilds the network of shared/reference/autograd/make_autograd_golden.py and checks forward,
 /// backward, the Adam step and the BatchNorm running statistics against the float64 PyTorch run.
 final class GoldenAutogradTests: XCTestCase {
-    func testGoldenNetworkForwardBackwardAdamStep() throws {
+    func testGoldenNetworkWithBuiltinKernels() throws {
+        try TensorRuntime.withConvBackend(.builtin) { try checkGoldenNetwork() }
+    }
+
+    func testGoldenNetworkWithOneDNN() throws {
+        try TensorRuntime.withConvBackend(.oneDNN) { try checkGoldenNetwork() }
+    }
+
+    func checkGoldenNetwork() throws {
         let url = try SharedData.require("reference/autograd/golden.safetensors")
         let golden = try SafeTensors.read(contentsOf: url)
         func reference(_ key: String) throws -> WeightTensor {
@@ -88,7 +96,7 @@ final class GoldenAutogradTests: XCTestCase {
             try check("buffer1.\(name).running_var", bn.runningVar.scalars)
             try check("buffer1.\(name).num_batches_tracked", [Float(bn.numBatchesTracked)])
         }
-        print("golden: worst relative error \(worst.error) at \(worst.key)")
+        print("golden (\(TensorRuntime.convBackend)): worst relative error \(worst.error) at \(worst.key)")
         XCTAssertEqual(failures, [], failures.joined(separator: "\n"))
     }
 }

@@ -67,7 +67,12 @@ final class GradCheckTests: XCTestCase {
         assertGradientsMatch("softmax last", [x]) { $0[0].softmax(axis: -1) }
     }
 
+    /// Finite differences verify the built-in kernels; CrossBackendTests then holds oneDNN to them.
     func testConvolutions() {
+        TensorRuntime.withConvBackend(.builtin) { checkConvolutions() }
+    }
+
+    func checkConvolutions() {
         let x = randomTensor([2, 4, 7, 6], seed: 13)
         let w = randomTensor([6, 4, 3, 3], seed: 14, scale: 0.3)
         let bias = randomTensor([6], seed: 15)
@@ -94,6 +99,10 @@ final class GradCheckTests: XCTestCase {
     }
 
     func testTransposedConvolutions() {
+        TensorRuntime.withConvBackend(.builtin) { checkTransposedConvolutions() }
+    }
+
+    func checkTransposedConvolutions() {
         let x = randomTensor([2, 4, 4, 3], seed: 21)
         let w = randomTensor([4, 3, 3, 3], seed: 22, scale: 0.3)
         let bias = randomTensor([3], seed: 23)
