@@ -22,7 +22,11 @@ public enum InferenceThreading {
         withoutActuallyEscaping(body) { body in
             let box = UncheckedBox(value: body)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                InferenceThreading.$serial.withValue(true) { box.value(worker) }
+                // The built-in convolution backend: oneDNN would start an OpenMP team inside each worker
+                // (oversubscribing the cores, and its threads spin-wait after each call).
+                TensorRuntime.withConvBackend(.builtin) {
+                    InferenceThreading.$serial.withValue(true) { box.value(worker) }
+                }
             }
         }
     }
@@ -76,6 +80,19 @@ enum InferenceKernels {
                 PointwiseKernel.forward(x, weight: weight, bias: bias, residual: residual, activation: activation)
             }
             profiler.measure(label, flops: 2 * Double(out.count * x.shape[1])) {}
+            return out
+        }
+        if groups == 1 {
+            guard let profiler else {
+                return DenseConvKernel.forward(x, weight: weight, bias: bias, stride: stride, padding: padding,
+                                               dilation: dilation, residual: residual, activation: activation)
+            }
+            let label = "conv\(kh)x\(kw) s\(stride) (+bias+act\(residual == nil ? "" : "+residual"))"
+            let out = profiler.measure(label) {
+                DenseConvKernel.forward(x, weight: weight, bias: bias, stride: stride, padding: padding,
+                                        dilation: dilation, residual: residual, activation: activation)
+            }
+            profiler.measure(label, flops: 2 * Double(out.count * x.shape[1] * kh * kw)) {}
             return out
         }
         guard let profiler else {
