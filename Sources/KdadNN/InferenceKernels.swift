@@ -11,6 +11,9 @@ struct UncheckedBox<Value>: @unchecked Sendable {
 public enum InferenceThreading {
     /// True inside an image-parallel worker: that worker's kernels run on its own thread only.
     @TaskLocal static var serial = false
+    /// Benchmarks only: run the fused path's convolutions through KdadTensor's `conv2d` (then one
+    /// bias/residual/activation pass) instead of KdadNN's kernels, to measure what they gain.
+    @TaskLocal public static var engineKernelsOnly = false
 
     /// Runs `body(worker)` for `workers` workers concurrently, each with serial kernels and OpenBLAS
     /// limited to one thread. OpenBLAS's thread count is process-wide: it is restored afterwards, and
@@ -19,13 +22,17 @@ public enum InferenceThreading {
         let restore = TensorRuntime.threadCount
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(restore)) }
+        // Task-locals bound by the caller are not visible on the GCD worker threads: pass them on.
+        let engineOnly = engineKernelsOnly
         withoutActuallyEscaping(body) { body in
             let box = UncheckedBox(value: body)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 // The built-in convolution backend: oneDNN would start an OpenMP team inside each worker
                 // (oversubscribing the cores, and its threads spin-wait after each call).
                 TensorRuntime.withConvBackend(.builtin) {
-                    InferenceThreading.$serial.withValue(true) { box.value(worker) }
+                    InferenceThreading.$engineKernelsOnly.withValue(engineOnly) {
+                        InferenceThreading.$serial.withValue(true) { box.value(worker) }
+                    }
                 }
             }
         }
@@ -57,6 +64,22 @@ enum InferenceKernels {
     static func conv(_ x: Tensor, weight: Tensor, bias: Tensor, stride: Int, padding: Padding2D, groups: Int,
                      dilation: Int, activation: Activation, residual: Tensor?, profiler: OpProfiler? = nil) -> Tensor {
         let kh = weight.shape[2], kw = weight.shape[3]
+        if InferenceThreading.engineKernelsOnly {
+            let kind = groups == 1 ? "conv\(kh)x\(kw)" : groups == x.shape[1] ? "depthwise\(kh)x\(kw)" : "grouped\(kh)x\(kw)"
+            let out = profiler?.measure("tensor-engine \(kind) s\(stride)") {
+                Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                              dilation: (dilation, dilation), groups: groups)
+            } ?? Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                               dilation: (dilation, dilation), groups: groups)
+            if let profiler {
+                profiler.measure("bias+activation pass") {
+                    biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+                }
+            } else {
+                biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+            }
+            return out
+        }
         let depthwise = groups > 1 && groups == x.shape[1] && weight.shape[0] == groups && dilation == 1
             && (stride == 1 || stride == 2) && residual == nil
         if depthwise {
