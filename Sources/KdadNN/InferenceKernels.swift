@@ -145,24 +145,15 @@ enum InferenceKernels {
         if let residual { precondition(residual.shape == out.shape, "residual \(residual.shape) vs output \(out.shape)") }
         bias.withUnsafeBufferPointer { pb in
             out.withUnsafeMutableBufferPointer { po in
-                let po = UncheckedBox(value: po.baseAddress!), pb = UncheckedBox(value: pb.baseAddress!)
-                let pr: UncheckedBox<UnsafePointer<Float>?> = UncheckedBox(value: residual?.withUnsafeBufferPointer { $0.baseAddress })
-                ParallelLoop.forRange(n * c, grain: max(1, 8192 / max(plane, 1))) { planes in
-                    for p in planes {
-                        let b = pb.value[p % c], d = po.value + p * plane
-                        if let r = pr.value.map({ $0 + p * plane }) {
-                            switch activation {
-                            case .identity: for i in 0..<plane { d[i] = d[i] + b + r[i] }
-                            case .relu: for i in 0..<plane { d[i] = max(d[i] + b + r[i], 0) }
-                            case .relu6: for i in 0..<plane { d[i] = min(max(d[i] + b + r[i], 0), 6) }
-                            }
-                        } else {
-                            switch activation {
-                            case .identity: for i in 0..<plane { d[i] = d[i] + b }
-                            case .relu: for i in 0..<plane { d[i] = max(d[i] + b, 0) }
-                            case .relu6: for i in 0..<plane { d[i] = min(max(d[i] + b, 0), 6) }
-                            }
+                for image in 0..<n {
+                    let d = po.baseAddress! + image * c * plane
+                    if let residual {
+                        residual.withUnsafeBufferPointer { pr in
+                            Epilogue.apply(d, planes: c, planeSize: plane, bias: pb.baseAddress!,
+                                           residual: pr.baseAddress! + image * c * plane, activation: activation)
                         }
+                    } else {
+                        Epilogue.apply(d, planes: c, planeSize: plane, bias: pb.baseAddress!, residual: nil, activation: activation)
                     }
                 }
             }
