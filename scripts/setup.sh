@@ -17,4 +17,4 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "setup: Swift 6 toolchain not found on PATH (install it from swift.org)" >&2; exit 1; }
-"$(dirname "${BASH_SOURCE[0]}")/fetch-weights.sh" lite0   # teacher weights into ${KDAD_WEIGHTS:-~/.cache/kdad/weights}
+"$(dirname "${BASH_SOURCE[0]}")/fetch-weights.sh" lite0 lite1 lite2   # teacher weights into ${KDAD_WEIGHTS:-~/.cache/kdad/weights}
