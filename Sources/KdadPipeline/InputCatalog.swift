@@ -11,6 +11,10 @@ public struct InputItem: Sendable, Equatable {
         case zipEntry(archive: URL, entry: ZipEntry)
         /// An archive entry kdad will not read (absolute path or `..`): it is quarantined, never extracted.
         case refused(archive: URL, entry: String)
+        /// A folder entry the globs select that is no readable regular file (a directory named like an
+        /// image, a dangling symbolic link or a link loop, a FIFO or socket): quarantined with `reason`,
+        /// never opened, so nothing blocks or vanishes silently.
+        case notAFile(URL, reason: String)
     }
     public let key: String
     public let source: Source
@@ -25,6 +29,7 @@ public struct InputItem: Sendable, Equatable {
         case let .file(url): return url.path
         case let .tarEntry(_, entry, _, _, origin), let .refused(origin, entry): return "\(origin.path)!\(entry)"
         case let .zipEntry(archive, entry): return "\(archive.path)!\(entry.name)"
+        case let .notAFile(url, _): return url.path
         }
     }
 }
@@ -134,6 +139,9 @@ public struct InputCatalog: Sendable {
         return copy
     }
 
+    /// Extensions under which a directory is taken for a misplaced image (and reported).
+    static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "tif", "tiff"]
+
     static func folderEntries(_ location: InputRoot.Location, index: Int) throws -> [InputItem] {
         let root = location.url.standardizedFileURL
         let rootPath = root.path.hasSuffix("/") ? root.path : root.path + "/"
@@ -142,15 +150,43 @@ public struct InputCatalog: Sendable {
             throw PipelineError.io(path: root.path, reason: "cannot list folder")
         }
         var items: [InputItem] = []
+        let keys: Set<URLResourceKey> = [.isRegularFileKey, .isDirectoryKey, .isSymbolicLinkKey, .fileSizeKey, .contentModificationDateKey]
         for case let url as URL in enumerator {
-            let values = try url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey, .contentModificationDateKey])
-            guard values.isRegularFile == true else { continue }
+            let values = try url.resourceValues(forKeys: keys)
             let path = url.standardizedFileURL.path
             guard path.hasPrefix(rootPath) else { continue }
             let relative = String(path.dropFirst(rootPath.count))
-            items.append(InputItem(key: key(prefix: location.keyPrefix, relative), source: .file(url.standardizedFileURL), relativePath: relative,
-                                   locationIndex: index, size: values.fileSize ?? 0,
-                                   modified: values.contentModificationDate?.timeIntervalSince1970 ?? 0))
+            func item(_ source: InputItem.Source, size: Int, modified: Double) -> InputItem {
+                InputItem(key: key(prefix: location.keyPrefix, relative), source: source, relativePath: relative,
+                          locationIndex: index, size: size, modified: modified)
+            }
+            if values.isRegularFile == true {
+                items.append(item(.file(url.standardizedFileURL), size: values.fileSize ?? 0,
+                                  modified: values.contentModificationDate?.timeIntervalSince1970 ?? 0))
+            } else if values.isDirectory == true {
+                // Directories are walked, not read; one named like an image file is reported, since
+                // the user most likely expected an image there.
+                if Self.imageExtensions.contains(url.pathExtension.lowercased()) {
+                    items.append(item(.notAFile(url, reason: "is a directory, not an image file"), size: 0, modified: 0))
+                }
+            } else if values.isSymbolicLink == true {
+                // A link to a regular file is read through; anything else is reported, never followed.
+                var target = stat()
+                let result = stat(url.path, &target)
+                let code = result == 0 ? 0 : errno
+                if result == 0, (target.st_mode & S_IFMT) == S_IFREG {
+                    items.append(item(.file(url.standardizedFileURL), size: Int(target.st_size),
+                                      modified: Double(target.st_mtim.tv_sec) + Double(target.st_mtim.tv_nsec) / 1e9))
+                } else {
+                    let reason = code == ELOOP ? "symbolic link loop"
+                        : code == ENOENT ? "dangling symbolic link (its target does not exist)"
+                        : code != 0 ? "unreadable symbolic link: \(String(cString: strerror(code)))"
+                        : "symbolic link to a directory or special file, not an image file"
+                    items.append(item(.notAFile(url, reason: reason), size: 0, modified: 0))
+                }
+            } else {
+                items.append(item(.notAFile(url, reason: "not a regular file (FIFO, socket or device)"), size: 0, modified: 0))
+            }
         }
         return items.sorted { $0.relativePath < $1.relativePath }
     }
@@ -168,6 +204,8 @@ public struct InputCatalog: Sendable {
             return try ZipArchive.read(archive, entry: entry)
         case let .refused(archive, entry):
             throw PipelineError.unsafeArchiveEntry(archive: archive.path, entry: entry)
+        case let .notAFile(url, reason):
+            throw PipelineError.io(path: url.path, reason: reason)
         }
     }
 }
