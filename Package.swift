@@ -38,8 +38,10 @@ let package = Package(
         .target(name: "KdadShards", dependencies: ["CZstd", "KdadSupport"]),
         // Weight files: safetensors, PyTorch .pth (legacy pickle and zip).
         .target(name: "KdadWeights", dependencies: ["KdadSupport"]),
+        // SIMD micro-kernels (AVX2+FMA with runtime dispatch, portable fallback) for KdadTensor.
+        .target(name: "CKernels"),
         // Tensor, autograd, operators, optimisers.
-        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "KdadWeights", "KdadSupport"]),
+        .target(name: "KdadTensor", dependencies: ["COpenBLAS", "CDNNL", "CKernels", "KdadWeights", "KdadSupport"]),
         // Network layers, backbones (EfficientNet-Lite, ResNet family) and their weight loading.
         .target(name: "KdadNN", dependencies: ["KdadTensor", "KdadWeights", "KdadImage"]),
         // Distillation methods, one folder each (model, loss, anomaly map), and the training loop.

@@ -126,6 +126,7 @@ enum ConvKernels {
         let out = Tensor.uninitialized(g.outputShape)
         if let plan = oneDNNPlan(g), plan.useForward { plan.runForward(input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
         if g.isDepthwise { depthwiseForward(g, input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
+        if PointwiseConv.applies(g) { PointwiseConv.forward(g, input: input.pointer, weight: weight.pointer, output: out.pointer); return out }
         let hw = g.height * g.width, howo = g.outHeight * g.outWidth, k = g.patchSize
         let scratch = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * howo)
         defer { scratch?.deallocate() }
@@ -147,6 +148,12 @@ enum ConvKernels {
         if let plan = oneDNNPlan(g), plan.useBackwardData {
             let gradInput = Tensor.uninitialized(g.inputShape)
             plan.runBackwardData(gradOutput: gradOutput.pointer, weight: weight.pointer, gradInput: gradInput.pointer)
+            return gradInput
+        }
+        if PointwiseConv.applies(g) {
+            let gradInput = Tensor.uninitialized(g.inputShape)
+            PointwiseConv.backward(g, gradOutput: gradOutput.pointer, weight: weight.pointer, input: nil,
+                                   gradInput: gradInput.pointer, gradWeight: nil)
             return gradInput
         }
         let gradInput = Tensor.zeros(g.inputShape)
@@ -177,6 +184,12 @@ enum ConvKernels {
             plan.runBackwardWeights(input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)
             return gradWeight
         }
+        if PointwiseConv.applies(g) {
+            let gradWeight = Tensor.uninitialized(g.weightShape)
+            PointwiseConv.backward(g, gradOutput: gradOutput.pointer, weight: nil, input: input.pointer,
+                                   gradInput: nil, gradWeight: gradWeight.pointer)
+            return gradWeight
+        }
         let gradWeight = Tensor.zeros(g.weightShape)
         if g.isDepthwise {
             depthwiseBackwardWeight(g, input: input.pointer, gradOutput: gradOutput.pointer, gradWeight: gradWeight.pointer)
@@ -197,6 +210,19 @@ enum ConvKernels {
             }
         }
         return gradWeight
+    }
+
+    /// Both gradients of a convolution. Pointwise convolutions on the built-in kernels compute
+    /// them in one pass over the output gradient; everything else makes the two separate calls.
+    static func backwardBoth(_ g: ConvGeometry, input: Tensor, gradOutput: Tensor, weight: Tensor) -> (data: Tensor, weight: Tensor) {
+        let plan = oneDNNPlan(g)
+        if PointwiseConv.applies(g) && !(plan?.useBackwardData ?? false) && !(plan?.useBackwardWeights ?? false) {
+            let gradInput = Tensor.uninitialized(g.inputShape), gradWeight = Tensor.uninitialized(g.weightShape)
+            PointwiseConv.backward(g, gradOutput: gradOutput.pointer, weight: weight.pointer, input: input.pointer,
+                                   gradInput: gradInput.pointer, gradWeight: gradWeight.pointer)
+            return (gradInput, gradWeight)
+        }
+        return (backwardData(g, gradOutput: gradOutput, weight: weight), backwardWeight(g, input: input, gradOutput: gradOutput))
     }
 
     /// Per-channel sums of an NCHW gradient (the bias gradient), accumulated in Double.
@@ -385,10 +411,16 @@ extension Tensor {
         if let bias { addChannelBias(out, bias) }
         let inputs = [input, weight] + (bias.map { [$0] } ?? [])
         return result(out, name: "conv2d", inputs: inputs) { g in
-            var grads: [Tensor?] = [
-                input.requiresGrad ? ConvKernels.backwardData(geometry, gradOutput: g, weight: weight) : nil,
-                weight.requiresGrad ? ConvKernels.backwardWeight(geometry, input: input, gradOutput: g) : nil,
-            ]
+            var grads: [Tensor?]
+            if input.requiresGrad && weight.requiresGrad {
+                let both = ConvKernels.backwardBoth(geometry, input: input, gradOutput: g, weight: weight)
+                grads = [both.data, both.weight]
+            } else {
+                grads = [
+                    input.requiresGrad ? ConvKernels.backwardData(geometry, gradOutput: g, weight: weight) : nil,
+                    weight.requiresGrad ? ConvKernels.backwardWeight(geometry, input: input, gradOutput: g) : nil,
+                ]
+            }
             if let bias { grads.append(bias.requiresGrad ? ConvKernels.channelSums(g) : nil) }
             return grads
         }

@@ -1,0 +1,260 @@
+// Matrix-product kernels for pointwise (1×1) convolutions, where OpenBLAS spends most of its time
+// packing and threading: K (input channels) is 24-144, so each output element costs only 48-288
+// FLOPs and the run is bound by writing the output. These kernels need no packing (one image's
+// C×HW slab already is the operand), keep a K×16 column block of B in L1 and the output tile in
+// registers, and can write the output with non-temporal stores (no read-for-ownership).
+//
+// AVX2+FMA versions are selected at run time; the portable loops are the fallback and the
+// reference. Each output element is accumulated in a fixed order (no dependence on how the caller
+// splits columns or images), so results are bit-identical for any thread count.
+
+#include "CKernels.h"
+#include <string.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define KDAD_BLOCK KDAD_PANEL_COLUMNS
+#ifndef KDAD_PREFETCH_ROWS
+#define KDAD_PREFETCH_ROWS 4
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define KDAD_X86 1
+#include <immintrin.h>
+#endif
+
+static int force_portable = 0;
+
+void kdad_kernels_force_portable(int force) { force_portable = force; }
+
+int kdad_kernels_use_avx2(void) {
+#if KDAD_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached && !force_portable;
+#else
+    return 0;
+#endif
+}
+
+// MARK: portable reference
+
+static void nn_portable(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                        const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc) {
+    for (ptrdiff_t i = 0; i < m; i++) {
+        float *crow = c + i * ldc;
+        for (ptrdiff_t j = 0; j < n; j++) crow[j] = 0;
+        for (ptrdiff_t p = 0; p < k; p++) {
+            const float av = a[i * lda + p];
+            const float *brow = b + p * ldb;
+            for (ptrdiff_t j = 0; j < n; j++) crow[j] += av * brow[j];
+        }
+    }
+}
+
+static void nt_portable(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                        const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc) {
+    for (ptrdiff_t i = 0; i < m; i++) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const float *ar = a + i * lda, *br = b + j * ldb;
+            float s = 0;
+            for (ptrdiff_t p = 0; p < k; p++) s += ar[p] * br[p];
+            c[i * ldc + j] += s;
+        }
+    }
+}
+
+static void backward_portable(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t n, const float *wt, const float *dy,
+                              const float *x, ptrdiff_t ld, float *dx, float *dw) {
+    if (dx) nn_portable(cin, n, cout, wt, cout, dy, ld, dx, ld);
+    if (dw) nt_portable(cout, cin, n, dy, ld, x, ld, dw, cin);
+}
+
+#if KDAD_X86
+
+// MARK: AVX2 kernels on packed panels
+//
+// B operands are packed into "strip-major" panels: for a k × w block (w a multiple of 16, the
+// tail padded with zeros), panel[s·k·16 + p·16 + j] = B[p, 16·s + j]. Unpacked, the rows of one
+// image's C×HW slab lie HW floats apart (16 KiB at 64²), so the k rows of a 16-column strip all
+// fall into the same L1/L2 cache sets and evict each other; packed, a strip is k·64 contiguous
+// bytes. Zero padding makes tails exact (0·0 adds nothing to a dot product).
+
+enum { NN_MR = 6, NR = 16 };
+
+#define KDAD_AVX2 __attribute__((target("avx2,fma")))
+
+/// Packs columns [0, w) of B[k × ld] into a strip-major panel with ceil(w/16) strips. Row by
+/// row, so each source row is read as one contiguous run (k parallel strided streams defeat the
+/// hardware prefetcher when k is 100+).
+static void pack_panel(ptrdiff_t k, ptrdiff_t w, const float *b, ptrdiff_t ldb, float *panel) {
+    const ptrdiff_t full = w / NR, rest = w - full * NR;
+    for (ptrdiff_t p = 0; p < k; p++) {
+        const float *src = b + p * ldb;
+        float *dst = panel + p * NR;
+        if (p + KDAD_PREFETCH_ROWS < k) {
+            // Rows are only w·4 bytes long: too short for the hardware prefetcher to ramp up.
+            const char *ahead = (const char *)(src + KDAD_PREFETCH_ROWS * ldb);
+            for (ptrdiff_t off = 0; off < w * (ptrdiff_t)sizeof(float); off += 64) __builtin_prefetch(ahead + off, 0, 0);
+        }
+        for (ptrdiff_t s = 0; s < full; s++) memcpy(dst + s * k * NR, src + s * NR, NR * sizeof(float));
+        if (rest) {
+            float *d = dst + full * k * NR;
+            for (ptrdiff_t j = 0; j < NR; j++) d[j] = j < rest ? src[full * NR + j] : 0;
+        }
+    }
+}
+
+/// One tile: `rows` (≤ 6) rows of C × one 16-column packed strip, the whole k sum in 12 ymm
+/// accumulators. `cols` < 16 only for the last strip (stored through a scratch tile).
+static inline __attribute__((always_inline)) KDAD_AVX2
+void nn_tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *strip, float *c, ptrdiff_t ldc,
+             ptrdiff_t cols, int stream) {
+    __m256 acc0[NN_MR], acc1[NN_MR];
+    for (int r = 0; r < NN_MR; r++) { acc0[r] = _mm256_setzero_ps(); acc1[r] = _mm256_setzero_ps(); }
+    for (ptrdiff_t p = 0; p < k; p++) {
+        const __m256 b0 = _mm256_load_ps(strip + p * NR), b1 = _mm256_load_ps(strip + p * NR + 8);
+        for (int r = 0; r < rows; r++) {
+            const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
+            acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+        }
+    }
+    if (cols == NR) {
+        for (int r = 0; r < rows; r++) {
+            float *dst = c + r * ldc;
+            if (stream && ((uintptr_t)dst & 31) == 0) {
+                _mm256_stream_ps(dst, acc0[r]); _mm256_stream_ps(dst + 8, acc1[r]);
+            } else {
+                _mm256_storeu_ps(dst, acc0[r]); _mm256_storeu_ps(dst + 8, acc1[r]);
+            }
+        }
+    } else {
+        float tile[NR];
+        for (int r = 0; r < rows; r++) {
+            _mm256_storeu_ps(tile, acc0[r]); _mm256_storeu_ps(tile + 8, acc1[r]);
+            memcpy(c + r * ldc, tile, (size_t)cols * sizeof(float));
+        }
+    }
+}
+
+/// C[m × w] = A[m × k] · panel (w columns, packed), row blocks of 6 outermost per strip.
+static KDAD_AVX2 void nn_panel(ptrdiff_t m, ptrdiff_t w, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                               const float *panel, float *c, ptrdiff_t ldc, int stream) {
+    for (ptrdiff_t j = 0; j < w; j += NR) {
+        const float *strip = panel + (j / NR) * k * NR;
+        const ptrdiff_t cols = w - j < NR ? w - j : NR;
+        ptrdiff_t i = 0;
+        for (; i + NN_MR <= m; i += NN_MR) nn_tile(NN_MR, k, a + i * lda, lda, strip, c + i * ldc + j, ldc, cols, stream);
+        const float *ai = a + i * lda;
+        float *ci = c + i * ldc + j;
+        switch (m - i) {  // constant row counts so the tile's loops unroll into registers
+        case 5: nn_tile(5, k, ai, lda, strip, ci, ldc, cols, stream); break;
+        case 4: nn_tile(4, k, ai, lda, strip, ci, ldc, cols, stream); break;
+        case 3: nn_tile(3, k, ai, lda, strip, ci, ldc, cols, stream); break;
+        case 2: nn_tile(2, k, ai, lda, strip, ci, ldc, cols, stream); break;
+        case 1: nn_tile(1, k, ai, lda, strip, ci, ldc, cols, stream); break;
+        default: break;
+        }
+    }
+}
+
+static KDAD_AVX2 void nn_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                              const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *panel, int stream) {
+    // Blocks of 256 columns: each of the k source rows is read as 1 KiB runs (prefetch-friendly),
+    // and the packed k × 256 panel stays in L2 while every row block of C reads it.
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += KDAD_BLOCK) {
+        const ptrdiff_t w = n - j0 < KDAD_BLOCK ? n - j0 : KDAD_BLOCK;
+        pack_panel(k, w, b + j0, ldb, panel);
+        nn_panel(m, w, k, a, lda, panel, c + j0, ldc, stream);
+    }
+    if (stream) _mm_sfence();
+}
+
+static inline __attribute__((always_inline)) KDAD_AVX2 float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+enum { NT_MR = 4, NT_NR = 3 };  // 12 accumulators + 3 B vectors + 1 A vector = 16 ymm
+
+/// rows × cols (≤ 4 × 3) dot products over all strips of two packed panels (row r of panel A:
+/// 16 floats at a + s·ka·16 + r·16 per strip s), added into C.
+static inline __attribute__((always_inline)) KDAD_AVX2
+void nt_tile(int rows, int cols, ptrdiff_t strips, const float *a, ptrdiff_t astride, const float *b,
+             ptrdiff_t bstride, float *c, ptrdiff_t ldc) {
+    __m256 acc[NT_MR][NT_NR];
+    for (int r = 0; r < NT_MR; r++) for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm256_setzero_ps();
+    for (ptrdiff_t st = 0; st < strips; st++) {
+        const float *as = a + st * astride, *bs = b + st * bstride;
+        for (int h = 0; h < NR; h += 8) {
+            __m256 bv[NT_NR];
+            for (int s = 0; s < cols; s++) bv[s] = _mm256_load_ps(bs + s * NR + h);
+            for (int r = 0; r < rows; r++) {
+                const __m256 av = _mm256_load_ps(as + r * NR + h);
+                for (int s = 0; s < cols; s++) acc[r][s] = _mm256_fmadd_ps(av, bv[s], acc[r][s]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++) for (int s = 0; s < cols; s++) c[r * ldc + s] += hsum(acc[r][s]);
+}
+
+/// C[ma × mb] += PA · PBᵀ for panels PA (ma rows) and PB (mb rows) with `strips` strips each.
+static KDAD_AVX2 void nt_panels(ptrdiff_t ma, ptrdiff_t mb, ptrdiff_t strips, const float *pa, const float *pb,
+                                float *c, ptrdiff_t ldc) {
+    for (ptrdiff_t i = 0; i < ma; i += NT_MR) {
+        const ptrdiff_t rows = ma - i < NT_MR ? ma - i : NT_MR;
+        for (ptrdiff_t j = 0; j < mb; j += NT_NR) {
+            const ptrdiff_t cols = mb - j < NT_NR ? mb - j : NT_NR;
+            const float *ai = pa + i * NR, *bj = pb + j * NR;
+            float *cij = c + i * ldc + j;
+            if (rows == NT_MR && cols == NT_NR) nt_tile(NT_MR, NT_NR, strips, ai, ma * NR, bj, mb * NR, cij, ldc);
+            else nt_tile((int)rows, (int)cols, strips, ai, ma * NR, bj, mb * NR, cij, ldc);
+        }
+    }
+}
+
+static KDAD_AVX2 void backward_avx2(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t n, const float *wt, const float *dy,
+                                    const float *x, ptrdiff_t ld, float *dx, float *dw, float *scratch, int stream) {
+    const ptrdiff_t block = KDAD_BLOCK;
+    float *pdy = scratch, *px = scratch + cout * block;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += block) {
+        const ptrdiff_t w = n - j0 < block ? n - j0 : block, strips = (w + NR - 1) / NR;
+        // dY's block is packed once and read by both gradients while it sits in L2.
+        pack_panel(cout, w, dy + j0, ld, pdy);
+        if (dx) nn_panel(cin, w, cout, wt, cout, pdy, dx + j0, ld, stream);
+        if (dw) {
+            pack_panel(cin, w, x + j0, ld, px);
+            nt_panels(cout, cin, strips, pdy, px, dw, cin);
+        }
+    }
+    if (stream) _mm_sfence();
+}
+
+#endif  // KDAD_X86
+
+void kdad_gemm_nn_smallk(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                         const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *scratch, int stream_stores) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float)); return; }
+#if KDAD_X86
+    if (kdad_kernels_use_avx2() && ((uintptr_t)scratch & 63) == 0) { nn_avx2(m, n, k, a, lda, b, ldb, c, ldc, scratch, stream_stores); return; }
+#endif
+    (void)stream_stores;
+    nn_portable(m, n, k, a, lda, b, ldb, c, ldc);
+}
+
+void kdad_pointwise_backward(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t n, const float *wt, const float *dy,
+                             const float *x, ptrdiff_t ld, float *dx, float *dw, float *scratch, int stream_stores) {
+    if (n <= 0 || cin <= 0 || cout <= 0) return;
+#if KDAD_X86
+    if (kdad_kernels_use_avx2() && ((uintptr_t)scratch & 63) == 0) { backward_avx2(cin, cout, n, wt, dy, x, ld, dx, dw, scratch, stream_stores); return; }
+#endif
+    (void)stream_stores;
+    backward_portable(cin, cout, n, wt, dy, x, ld, dx, dw);
+}
