@@ -5,6 +5,8 @@ public enum ParamType: Sendable {
     case int(ClosedRange<Int>)
     case double(ClosedRange<Double>)
     case string(allowed: [String]?)
+    /// A YAML list of strings (non-empty, no repeats), each one of `allowed` when given.
+    case stringList(allowed: [String]?)
     case bool
 
     var expectation: String {
@@ -13,6 +15,8 @@ public enum ParamType: Sendable {
         case let .double(range): return "a number in \(range.lowerBound)...\(range.upperBound)"
         case let .string(allowed?): return "one of \(allowed.map { "'\($0)'" }.joined(separator: ", "))"
         case .string(nil): return "a string"
+        case let .stringList(allowed?): return "a non-empty list of distinct values from \(allowed.map { "'\($0)'" }.joined(separator: ", "))"
+        case .stringList(nil): return "a non-empty list of distinct strings"
         case .bool: return "true or false"
         }
     }
@@ -58,7 +62,7 @@ public struct StageKindRegistry: Sendable {
     }
 
     /// The stages kdad ships.
-    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind])
+    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind, FeaturesStage.kind])
 }
 
 /// One stage as declared in a pipeline file, with params validated and defaults filled in.
@@ -84,6 +88,10 @@ public struct StageDefinition: Sendable {
     public func double(_ key: String) -> Double { params[key]?.doubleValue ?? 0 }
     public func string(_ key: String) -> String? { params[key]?.stringValue }
     public func bool(_ key: String) -> Bool { params[key]?.boolValue ?? false }
+    public func strings(_ key: String) -> [String] {
+        if case let .array(values)? = params[key] { return values.compactMap(\.stringValue) }
+        return []
+    }
 }
 
 /// The stage graph: stages in a valid execution order (every stage after its dependencies).
@@ -216,6 +224,16 @@ public struct PipelineDefinition: Sendable {
                     throw valueNode.error(reason)
                 }
                 values[spec.name] = .string(value)
+            case let .stringList(allowed):
+                let list: [String]
+                do { list = try valueNode.stringList() } catch { throw bad() }
+                guard !list.isEmpty, Set(list).count == list.count else { throw bad() }
+                if let allowed, let unknown = list.first(where: { !allowed.contains($0) }) {
+                    var reason = "'\(valueNode.keyPath)' must be \(spec.type.expectation), got '\(unknown)'"
+                    if let suggestion = closestMatch(to: unknown, among: allowed) { reason += " (did you mean '\(suggestion)'?)" }
+                    throw valueNode.error(reason)
+                }
+                values[spec.name] = .array(list.map(JSONValue.string))
             case .bool:
                 do { values[spec.name] = .bool(try valueNode.bool()) } catch { throw bad() }
             }
