@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadNN
-
-final class KdadNNSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
