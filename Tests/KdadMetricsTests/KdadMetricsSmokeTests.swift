@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadMetrics
-
-final class KdadMetricsSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
