@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 /// The type and range of one stage parameter, checked when the pipeline file is loaded.
 public enum ParamType: Sendable {
@@ -7,6 +8,8 @@ public enum ParamType: Sendable {
     case string(allowed: [String]?)
     /// A YAML list of strings (non-empty, no repeats), each one of `allowed` when given.
     case stringList(allowed: [String]?)
+    /// A YAML mapping of names to numbers (method options); keys are checked by whoever uses them.
+    case numberMap
     case bool
 
     var expectation: String {
@@ -17,6 +20,7 @@ public enum ParamType: Sendable {
         case .string(nil): return "a string"
         case let .stringList(allowed?): return "a non-empty list of distinct values from \(allowed.map { "'\($0)'" }.joined(separator: ", "))"
         case .stringList(nil): return "a non-empty list of distinct strings"
+        case .numberMap: return "a mapping of names to numbers"
         case .bool: return "true or false"
         }
     }
@@ -62,7 +66,7 @@ public struct StageKindRegistry: Sendable {
     }
 
     /// The stages kdad ships.
-    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind, FeaturesStage.kind])
+    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind, FeaturesStage.kind, TrainStage.kind, ScoreStage.kind, EvaluateStage.kind])
 }
 
 /// One stage as declared in a pipeline file, with params validated and defaults filled in.
@@ -234,6 +238,16 @@ public struct PipelineDefinition: Sendable {
                     throw valueNode.error(reason)
                 }
                 values[spec.name] = .array(list.map(JSONValue.string))
+            case .numberMap:
+                guard case let .mapping(mapping) = valueNode.node else { throw bad() }
+                let names = mapping.keys.compactMap { key -> String? in if case let .scalar(scalar) = key { return scalar.string }; return nil }
+                let map = try valueNode.mapping(allowedKeys: Array(names))
+                var object: [String: JSONValue] = [:]
+                for key in map.keys {
+                    let entry = map.optional(key)!
+                    do { object[key] = .double(try entry.double()) } catch { throw entry.error("'\(entry.keyPath)' must be a number") }
+                }
+                values[spec.name] = .object(object)
             case .bool:
                 do { values[spec.name] = .bool(try valueNode.bool()) } catch { throw bad() }
             }
