@@ -92,25 +92,20 @@ enum DepthwiseKernel {
                                     let rows = min(bandRows, ho - r0)
                                     let len = rows * rowLength
                                     let base = scratch + r0 * rowLength
-                                    // All taps of 16 (then 4, then 1) outputs accumulate in registers.
+                                    // All taps of 8 outputs accumulate in registers (eight scalars the
+                                    // optimiser turns into vector registers; plain Float arithmetic also
+                                    // keeps debug builds fast, unlike the generic SIMD types).
                                     var j = 0
-                                    while j + 16 <= len {
-                                        var a = SIMD16<Float>(repeating: b)
+                                    while j + 8 <= len {
+                                        var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
                                         for t in 0..<taps {
-                                            let v = UnsafeRawPointer(base + tapOffsets[t] + j).loadUnaligned(as: SIMD16<Float>.self)
-                                            a += SIMD16<Float>(repeating: tapWeights[t]) * v
+                                            let wv = tapWeights[t], v = base + tapOffsets[t] + j
+                                            a0 += wv * v[0]; a1 += wv * v[1]; a2 += wv * v[2]; a3 += wv * v[3]
+                                            a4 += wv * v[4]; a5 += wv * v[5]; a6 += wv * v[6]; a7 += wv * v[7]
                                         }
-                                        UnsafeMutableRawPointer(acc + j).storeBytes(of: a, as: SIMD16<Float>.self)
-                                        j += 16
-                                    }
-                                    while j + 4 <= len {
-                                        var a = SIMD4<Float>(repeating: b)
-                                        for t in 0..<taps {
-                                            let v = UnsafeRawPointer(base + tapOffsets[t] + j).loadUnaligned(as: SIMD4<Float>.self)
-                                            a += SIMD4<Float>(repeating: tapWeights[t]) * v
-                                        }
-                                        UnsafeMutableRawPointer(acc + j).storeBytes(of: a, as: SIMD4<Float>.self)
-                                        j += 4
+                                        let d = acc + j
+                                        d[0] = a0; d[1] = a1; d[2] = a2; d[3] = a3; d[4] = a4; d[5] = a5; d[6] = a6; d[7] = a7
+                                        j += 8
                                     }
                                     while j < len {
                                         var a = b

@@ -237,13 +237,18 @@ public final class EfficientNetLite: StateDictModel, @unchecked Sendable {
 
     /// Runs the network on a normalised NCHW batch and returns the requested features. Stops after
     /// the deepest requested feature (asking only for `.block(7)` runs the stem and blocks 0…7).
-    /// `fused` selects the BN-folded path (default: whenever `fuseForInference()` ran).
+    /// `fused` selects the BN-folded path (default: whenever `fuseForInference()` ran), which always runs
+    /// without recording a graph; the reference path records one when gradients are enabled.
     /// `profiler` (fused path only) accumulates the time of every operation by kind.
     public func forward(_ input: Tensor, features: Set<LiteFeature>, fused: Bool? = nil,
                         profiler: OpProfiler? = nil) -> [LiteFeature: Tensor] {
         precondition(input.rank == 4 && input.shape[1] == 3, "EfficientNetLite.forward: input \(input.shape) is not N×3×H×W")
         let useFused = fused ?? isFused
         precondition(!useFused || isFused, "EfficientNetLite.forward(fused: true) before fuseForInference()")
+        // The fused path is inference-only: record no graph even if the caller forgot `Tensor.noGrad`.
+        if useFused && Tensor.isGradEnabled {
+            return Tensor.noGrad { forward(input, features: features, fused: true, profiler: profiler) }
+        }
         for f in features {
             if case .block(let i) = f { precondition(i < blocks.count, "\(modelName) has \(blocks.count) blocks, asked for \(f)") }
         }

@@ -11,6 +11,9 @@ struct UncheckedBox<Value>: @unchecked Sendable {
 public enum InferenceThreading {
     /// True inside an image-parallel worker: that worker's kernels run on its own thread only.
     @TaskLocal static var serial = false
+    /// Benchmarks only: run the fused path's convolutions through KdadTensor's `conv2d` (then one
+    /// bias/residual/activation pass) instead of KdadNN's kernels, to measure what they gain.
+    @TaskLocal public static var engineKernelsOnly = false
 
     /// Runs `body(worker)` for `workers` workers concurrently, each with serial kernels and OpenBLAS
     /// limited to one thread. OpenBLAS's thread count is process-wide: it is restored afterwards, and
@@ -19,13 +22,17 @@ public enum InferenceThreading {
         let restore = TensorRuntime.threadCount
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(restore)) }
+        // Task-locals bound by the caller are not visible on the GCD worker threads: pass them on.
+        let engineOnly = engineKernelsOnly
         withoutActuallyEscaping(body) { body in
             let box = UncheckedBox(value: body)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 // The built-in convolution backend: oneDNN would start an OpenMP team inside each worker
                 // (oversubscribing the cores, and its threads spin-wait after each call).
                 TensorRuntime.withConvBackend(.builtin) {
-                    InferenceThreading.$serial.withValue(true) { box.value(worker) }
+                    InferenceThreading.$engineKernelsOnly.withValue(engineOnly) {
+                        InferenceThreading.$serial.withValue(true) { box.value(worker) }
+                    }
                 }
             }
         }
@@ -57,6 +64,22 @@ enum InferenceKernels {
     static func conv(_ x: Tensor, weight: Tensor, bias: Tensor, stride: Int, padding: Padding2D, groups: Int,
                      dilation: Int, activation: Activation, residual: Tensor?, profiler: OpProfiler? = nil) -> Tensor {
         let kh = weight.shape[2], kw = weight.shape[3]
+        if InferenceThreading.engineKernelsOnly {
+            let kind = groups == 1 ? "conv\(kh)x\(kw)" : groups == x.shape[1] ? "depthwise\(kh)x\(kw)" : "grouped\(kh)x\(kw)"
+            let out = profiler?.measure("tensor-engine \(kind) s\(stride)") {
+                Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                              dilation: (dilation, dilation), groups: groups)
+            } ?? Tensor.conv2d(x, weight: weight, bias: nil, stride: (stride, stride), padding: padding,
+                               dilation: (dilation, dilation), groups: groups)
+            if let profiler {
+                profiler.measure("bias+activation pass") {
+                    biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+                }
+            } else {
+                biasActivationInPlace(out, bias: bias, residual: residual, activation: activation)
+            }
+            return out
+        }
         let depthwise = groups > 1 && groups == x.shape[1] && weight.shape[0] == groups && dilation == 1
             && (stride == 1 || stride == 2) && residual == nil
         if depthwise {
@@ -122,24 +145,15 @@ enum InferenceKernels {
         if let residual { precondition(residual.shape == out.shape, "residual \(residual.shape) vs output \(out.shape)") }
         bias.withUnsafeBufferPointer { pb in
             out.withUnsafeMutableBufferPointer { po in
-                let po = UncheckedBox(value: po.baseAddress!), pb = UncheckedBox(value: pb.baseAddress!)
-                let pr: UncheckedBox<UnsafePointer<Float>?> = UncheckedBox(value: residual?.withUnsafeBufferPointer { $0.baseAddress })
-                ParallelLoop.forRange(n * c, grain: max(1, 8192 / max(plane, 1))) { planes in
-                    for p in planes {
-                        let b = pb.value[p % c], d = po.value + p * plane
-                        if let r = pr.value.map({ $0 + p * plane }) {
-                            switch activation {
-                            case .identity: for i in 0..<plane { d[i] = d[i] + b + r[i] }
-                            case .relu: for i in 0..<plane { d[i] = max(d[i] + b + r[i], 0) }
-                            case .relu6: for i in 0..<plane { d[i] = min(max(d[i] + b + r[i], 0), 6) }
-                            }
-                        } else {
-                            switch activation {
-                            case .identity: for i in 0..<plane { d[i] = d[i] + b }
-                            case .relu: for i in 0..<plane { d[i] = max(d[i] + b, 0) }
-                            case .relu6: for i in 0..<plane { d[i] = min(max(d[i] + b, 0), 6) }
-                            }
+                for image in 0..<n {
+                    let d = po.baseAddress! + image * c * plane
+                    if let residual {
+                        residual.withUnsafeBufferPointer { pr in
+                            Epilogue.apply(d, planes: c, planeSize: plane, bias: pb.baseAddress!,
+                                           residual: pr.baseAddress! + image * c * plane, activation: activation)
                         }
+                    } else {
+                        Epilogue.apply(d, planes: c, planeSize: plane, bias: pb.baseAddress!, residual: nil, activation: activation)
                     }
                 }
             }

@@ -152,6 +152,10 @@ public final class ResNet: StateDictModel, @unchecked Sendable {
         precondition(input.rank == 4 && input.shape[1] == 3, "ResNet.forward: input \(input.shape) is not N×3×H×W")
         let useFused = fused ?? isFused
         precondition(!useFused || isFused, "ResNet.forward(fused: true) before fuseForInference()")
+        // The fused path is inference-only: record no graph even if the caller forgot `Tensor.noGrad`.
+        if useFused && Tensor.isGradEnabled {
+            return Tensor.noGrad { forward(input, features: features, fused: true) }
+        }
         guard let deepest = features.max() else { return [:] }
         var out: [ResNetFeature: Tensor] = [:]
         var x = stem.forward(input, fused: useFused)

@@ -20,10 +20,15 @@ struct BenchTeacher: AsyncParsableCommand {
     @Option(help: "Weights file (default: the cache's ImageNet weights).") var weights: String?
     @Option(help: "Images per fused sub-batch (default: the model's).") var microBatch: Int?
     @Flag(help: "Split each layer across threads instead of running whole images in parallel.") var layerParallel = false
+    @Flag(help: "Use the tensor engine's conv2d instead of KdadNN's inference kernels (comparison).") var engineKernels = false
     @Flag(help: "Print a per-operation time breakdown (one extra sequential pass; CPU time when --threads 1).") var profile = false
     @Flag(help: "Print JSON lines instead of a table.") var json = false
 
     func run() async throws {
+        try InferenceThreading.$engineKernelsOnly.withValue(engineKernels) { try runBench() }
+    }
+
+    func runBench() throws {
         guard let v = EfficientNetLiteVariant(rawValue: variant) else { throw ValidationError("unknown variant \(variant)") }
         let sizeList = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !sizeList.isEmpty, sizeList.allSatisfy({ $0 >= 32 }) else { throw ValidationError("sizes must be integers ≥ 32") }
