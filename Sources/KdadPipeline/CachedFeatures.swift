@@ -110,14 +110,18 @@ final class CachedFeatures: @unchecked Sendable {
         return DistillationBatch(images: needsImages ? Tensor(shape: [n] + imageShape, values: images) : nil, teacherFeatures: features)
     }
 
-    /// Batches of `items` in the given order, `batchSize` at a time (the last may be smaller).
-    func batches(_ items: [Item], order: [Int], batchSize: Int) -> AnySequence<DistillationBatch> {
-        AnySequence { () -> AnyIterator<DistillationBatch> in
-            var start = 0
+    /// Batches of `items` in the given order, `batchSize` at a time. With `foldSingleton`, a last
+    /// batch of one image joins the one before it: training-mode BatchNorm needs more than one value
+    /// per channel, which a single image with a 1x1 map would not give.
+    func batches(_ items: [Item], order: [Int], batchSize: Int, foldSingleton: Bool = false) -> AnySequence<DistillationBatch> {
+        var bounds = Array(stride(from: 0, to: order.count, by: batchSize)) + [order.count]
+        if foldSingleton, bounds.count > 2, order.count - bounds[bounds.count - 2] == 1 { bounds.remove(at: bounds.count - 2) }
+        return AnySequence { () -> AnyIterator<DistillationBatch> in
+            var next = 0
             return AnyIterator {
-                guard start < order.count else { return nil }
-                let end = min(start + batchSize, order.count)
-                defer { start = end }
+                guard next + 1 < bounds.count else { return nil }
+                let (start, end) = (bounds[next], bounds[next + 1])
+                next += 1
                 // Errors cannot cross AnySequence: a failed read is recorded and the iteration stops.
                 do { return try self.batch(ArraySlice(order[start..<end].map { items[$0] })) } catch {
                     self.readError = error

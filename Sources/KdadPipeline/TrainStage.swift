@@ -33,7 +33,7 @@ public struct TrainStage: Stage {
         make: { TrainStage(definition: $0) })
 
     public let definition: StageDefinition
-    public var codeVersion: String { "train-1" }
+    public var codeVersion: String { "train-2" }
 
     /// The seed is the manifest's: changing it retrains.
     public func externalInputs(job: JobManifest) throws -> JSONValue { .object(["seed": .int(Int(bitPattern: UInt(job.seed)))]) }
@@ -123,7 +123,7 @@ struct PreparedTrain: PreparedStage, @unchecked Sendable {
         while trainer.epoch < training.epochs {
             let epochStart = Date()
             let order = trainer.shuffledOrder(epoch: trainer.epoch, count: train.count)
-            let trainLoss = try trainer.trainEpoch(data.batches(train, order: order, batchSize: training.batchSize))
+            let trainLoss = try trainer.trainEpoch(data.batches(train, order: order, batchSize: training.batchSize, foldSingleton: true))
             try data.throwIfReadFailed()
             let learningRate = trainer.learningRate
             var valLoss: Float?

@@ -15,7 +15,8 @@ struct DistillationJob {
 
     static let layers = ["block02", "block04"]
 
-    static func pipeline(epochs: Int = 2, method: String = "reverse", borderIgnore: Int = 0, imagesPerUnit: Int = 12) -> String {
+    static func pipeline(epochs: Int = 2, method: String = "reverse", borderIgnore: Int = 0, imagesPerUnit: Int = 12,
+                         layers: [String] = DistillationJob.layers, trainBatch: Int = 8) -> String {
         """
         pipeline:
           name: distill-test
@@ -42,7 +43,7 @@ struct DistillationJob {
               params:
                 method: \(method)
                 epochs: \(epochs)
-                batch_size: 8
+                batch_size: \(trainBatch)
                 options: {blocksPerStage: 1}
             - name: score
               kind: score
@@ -255,4 +256,19 @@ final class DistillationStagesTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: job.work.appendingPathComponent("metrics.json").path))
         XCTAssertGreaterThan(outcomes[4].record.counts["scored"] ?? 0, 0)
     }
+
+    /// A last training batch of one image whose deepest map is 1x1 would give BatchNorm a single
+    /// value per channel; the stage folds it into the previous batch instead.
+    func testLastSingleImageBatchIsFoldedIntoThePreviousOne() throws {
+        let job = try DistillationJob.make("kdad-distill-fold", images: 20)
+        addTeardownBlock { try? FileManager.default.removeItem(at: job.root) }
+        let trainCount = try XCTUnwrap(job.run(RunOptions(stage: "ingest"))[0].record.counts["role_train"])
+        XCTAssertGreaterThan(trainCount, 2)
+        // block06 has stride 16: 2x2 at 32x32, so the reverse student's embedding is 1x1.
+        try job.setPipeline(DistillationJob.pipeline(epochs: 1, layers: ["block04", "block06"], trainBatch: trainCount - 1))
+        let outcomes = try job.run()
+        XCTAssertEqual(outcomes[3].record.counts["train_images"], trainCount)
+        XCTAssertEqual(outcomes[3].record.counts["epochs"], 1)
+    }
 }
+
