@@ -1,10 +1,15 @@
 import Foundation
+import Yams
 
 /// The type and range of one stage parameter, checked when the pipeline file is loaded.
 public enum ParamType: Sendable {
     case int(ClosedRange<Int>)
     case double(ClosedRange<Double>)
     case string(allowed: [String]?)
+    /// A YAML list of strings (non-empty, no repeats), each one of `allowed` when given.
+    case stringList(allowed: [String]?)
+    /// A YAML mapping of names to numbers (method options); keys are checked by whoever uses them.
+    case numberMap
     case bool
 
     var expectation: String {
@@ -13,6 +18,9 @@ public enum ParamType: Sendable {
         case let .double(range): return "a number in \(range.lowerBound)...\(range.upperBound)"
         case let .string(allowed?): return "one of \(allowed.map { "'\($0)'" }.joined(separator: ", "))"
         case .string(nil): return "a string"
+        case let .stringList(allowed?): return "a non-empty list of distinct values from \(allowed.map { "'\($0)'" }.joined(separator: ", "))"
+        case .stringList(nil): return "a non-empty list of distinct strings"
+        case .numberMap: return "a mapping of names to numbers"
         case .bool: return "true or false"
         }
     }
@@ -58,7 +66,7 @@ public struct StageKindRegistry: Sendable {
     }
 
     /// The stages kdad ships.
-    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind])
+    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind, FeaturesStage.kind, TrainStage.kind, ScoreStage.kind, EvaluateStage.kind])
 }
 
 /// One stage as declared in a pipeline file, with params validated and defaults filled in.
@@ -84,6 +92,10 @@ public struct StageDefinition: Sendable {
     public func double(_ key: String) -> Double { params[key]?.doubleValue ?? 0 }
     public func string(_ key: String) -> String? { params[key]?.stringValue }
     public func bool(_ key: String) -> Bool { params[key]?.boolValue ?? false }
+    public func strings(_ key: String) -> [String] {
+        if case let .array(values)? = params[key] { return values.compactMap(\.stringValue) }
+        return []
+    }
 }
 
 /// The stage graph: stages in a valid execution order (every stage after its dependencies).
@@ -216,6 +228,26 @@ public struct PipelineDefinition: Sendable {
                     throw valueNode.error(reason)
                 }
                 values[spec.name] = .string(value)
+            case let .stringList(allowed):
+                let list: [String]
+                do { list = try valueNode.stringList() } catch { throw bad() }
+                guard !list.isEmpty, Set(list).count == list.count else { throw bad() }
+                if let allowed, let unknown = list.first(where: { !allowed.contains($0) }) {
+                    var reason = "'\(valueNode.keyPath)' must be \(spec.type.expectation), got '\(unknown)'"
+                    if let suggestion = closestMatch(to: unknown, among: allowed) { reason += " (did you mean '\(suggestion)'?)" }
+                    throw valueNode.error(reason)
+                }
+                values[spec.name] = .array(list.map(JSONValue.string))
+            case .numberMap:
+                guard case let .mapping(mapping) = valueNode.node else { throw bad() }
+                let names = mapping.keys.compactMap { key -> String? in if case let .scalar(scalar) = key { return scalar.string }; return nil }
+                let map = try valueNode.mapping(allowedKeys: Array(names))
+                var object: [String: JSONValue] = [:]
+                for key in map.keys {
+                    let entry = map.optional(key)!
+                    do { object[key] = .double(try entry.double()) } catch { throw entry.error("'\(entry.keyPath)' must be a number") }
+                }
+                values[spec.name] = .object(object)
             case .bool:
                 do { values[spec.name] = .bool(try valueNode.bool()) } catch { throw bad() }
             }

@@ -1,6 +1,0 @@
-import XCTest
-@testable import KdadMethods
-
-final class KdadMethodsSmokeTests: XCTestCase {
-    func testModuleLoads() throws {}
-}
