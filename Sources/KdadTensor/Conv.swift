@@ -115,7 +115,7 @@ enum ConvKernels {
     /// Measured rule (kdad bench tensor, 2 cores; numbers in Docs/tensor.md): oneDNN's direct
     /// JIT kernels win on dense k×k convolutions in every run, quiet or busy (3×3 64→64 @64²,
     /// batch 16, quiet: 31 vs 41 ms forward). For 1×1 our path (`PointwiseConv`: own kernels, no
-    /// im2col, no reorders) beat oneDNN 2.4-4× in every run measured (all on a busy machine); depthwise ties (3×3) or oneDNN wins the forward (5×5) when
+    /// im2col, no reorders) beat oneDNN 1.5-6× in every run measured (all on a busy machine); depthwise ties (3×3) or oneDNN wins the forward (5×5) when
     /// quiet, but both lose 1.3-4× whenever the machine is busy, because every oneDNN call adds two
     /// NCHW<->blocked reorders and three OpenMP parallel regions. So those stay on our kernels, as
     /// do tiny convolutions. Per primitive, only oneDNN's direct JIT kernels are used (`useForward`…).
