@@ -36,7 +36,8 @@ struct ConvGeometry: Hashable {
 }
 
 /// Raw convolution kernels (no autograd). Dense and grouped convolutions use im2col + sgemm per
-/// image; depthwise convolutions use a direct kernel parallel over planes.
+/// image, pointwise ones our own kernels (`PointwiseConv`); depthwise convolutions use a direct
+/// kernel parallel over planes.
 enum ConvKernels {
     // MARK: im2col / col2im for one image and one group
 
@@ -113,8 +114,8 @@ enum ConvKernels {
 
     /// Measured rule (kdad bench tensor, 2 cores; numbers in Docs/tensor.md): oneDNN's direct
     /// JIT kernels win on dense k×k convolutions in every run, quiet or busy (3×3 64→64 @64²,
-    /// batch 16, quiet: 31 vs 41 ms forward). For 1×1 our path is a plain sgemm without im2col and
-    /// the two tie on a quiet machine; depthwise ties (3×3) or oneDNN wins the forward (5×5) when
+    /// batch 16, quiet: 31 vs 41 ms forward). For 1×1 our path (`PointwiseConv`: own kernels, no
+    /// im2col, no reorders) beat oneDNN 1.5-6× in every run measured (all on a busy machine); depthwise ties (3×3) or oneDNN wins the forward (5×5) when
     /// quiet, but both lose 1.3-4× whenever the machine is busy, because every oneDNN call adds two
     /// NCHW<->blocked reorders and three OpenMP parallel regions. So those stay on our kernels, as
     /// do tiny convolutions. Per primitive, only oneDNN's direct JIT kernels are used (`useForward`…).

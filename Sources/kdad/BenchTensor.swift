@@ -20,7 +20,7 @@ struct BenchTensor: AsyncParsableCommand {
 
     func run() async throws {
         if let threads { TensorRuntime.setThreadCount(threads) }
-        print("threads: \(TensorRuntime.threadCount)")
+        print("threads: \(TensorRuntime.threadCount), load average before: \(Self.loadAverage())")
         let peakSquare = KernelBenchmarks.sgemmGFLOPS(m: 2048, n: 2048, k: 2048, repeats: repeats)
         // The GEMM a 3×3 64→64 conv at 64² performs per image: [64 × 576]·[576 × 4096].
         let peakConvLike = KernelBenchmarks.sgemmGFLOPS(m: 64, n: 4096, k: 576, repeats: repeats * 4)
@@ -39,7 +39,9 @@ struct BenchTensor: AsyncParsableCommand {
         ]
         print("  case                 backend    fwd GFLOP/s  (% peak)   fwd+bwd GFLOP/s  (% peak)   fwd ms   fwd+bwd ms")
         let chosenBackends = backends.split(separator: ",").compactMap { ConvBackend(rawValue: String($0)) }
-        for c in cases where only.map({ c.name.contains($0) }) ?? true {
+        // Case names are ASCII ("1x1"); accept the docs' "1×1" spelling in the filter too.
+        let filter = only?.replacingOccurrences(of: "×", with: "x").replacingOccurrences(of: "→", with: "->")
+        for c in cases where filter.map({ c.name.contains($0) }) ?? true {
           for backend in chosenBackends { TensorRuntime.withConvBackend(backend) {
             var rng = SplitMix64(seed: 7)
             let x = Tensor.normal([batch, c.inC, c.size, c.size], rng: &rng, requiresGrad: true)
@@ -59,5 +61,14 @@ struct BenchTensor: AsyncParsableCommand {
                          c.name as NSString, backend.rawValue as NSString, fwd, 100 * fwd / peak, both, 100 * both / peak,
                          forward * 1e3, training * 1e3))
         } } }
+        // The machine may be shared: numbers are only comparable at similar load.
+        print("load average after: \(Self.loadAverage())")
+    }
+
+    /// The 1, 5 and 15 minute load averages, formatted (or "unknown").
+    static func loadAverage() -> String {
+        var loads = [Double](repeating: 0, count: 3)
+        guard getloadavg(&loads, 3) == 3 else { return "unknown" }
+        return loads.map { String(format: "%.2f", $0) }.joined(separator: " ")
     }
 }
