@@ -90,16 +90,16 @@ final class DemoDatasetTests: XCTestCase {
         // Fewer images than lots: only the lots that got images exist.
         let few = try DemoDataset.write(to: try makeTemporaryDirectory("kdad-demo-few"), images: 4, side: 8, lots: 3, nights: 3, seed: 1)
         XCTAssertEqual(few.lots, 4)
-        XCTAssertEqual(few.nights, 2)
+        XCTAssertEqual(few.nights, 3, "images spread over the lots: 0, 2, 4, 6 of 9")
     }
 
     func testEveryDefectHasANonEmptyMaskOnThePartAtEverySize() throws {
         var typesSeen = Set<DemoDefect>()
         for side in [8, 13, 32, 64] {
-            let plans = DemoDataset.plan(images: 84, lots: 3, nights: 1).filter(\.isDefective)
-            XCTAssertEqual(plans.count, 12)
+            let plans = DemoDataset.plan(images: 168, lots: 3, nights: 1).filter(\.isDefective)
+            XCTAssertEqual(plans.count, 24)
             for plan in plans {
-                let rendering = DemoDataset.render(plan, side: side, seed: 5)
+                let rendering = DemoDataset.render(plan, side: side, seed: UInt64(side))
                 let mask = try XCTUnwrap(rendering.defectMask, "\(plan.key) at \(side) px")
                 XCTAssertEqual(mask.count, side * side)
                 let marked = mask.indices.filter { mask[$0] == 255 }
