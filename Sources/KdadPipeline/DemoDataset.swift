@@ -522,7 +522,7 @@ struct DemoCanvas {
             let t = Float(k) / Float(steps), u = 1 - t
             let taper = min(1, min(t, u) * 6 + 0.35)
             points.append((u * u * start.x + 2 * u * t * control.x + t * t * end.x,
-                           u * u * start.y + 2 * u * t * control.y + t * t * end.y, width * taper))
+                           u * u * start.y + 2 * u * t * control.y + t * t * end.y, max(0.5, width * taper)))
         }
         return strokeCoverage([points])
     }
@@ -531,7 +531,7 @@ struct DemoCanvas {
     func crackCoverage(from start: (x: Float, y: Float), _ g: inout SplitMix64) -> [Float] {
         let step = max(1, size / 64)
         let totalSteps = max(4, Int(size * g.uniform(0.15, 0.3) / step))
-        let width = max(0.5, size / 128 * g.uniform(0.5, 0.75))
+        let width = max(0.5, size / 128 * g.uniform(0.55, 0.8))
         var strokes: [[(x: Float, y: Float, halfWidth: Float)]] = []
         var pending: [(x: Float, y: Float, angle: Float, steps: Int, width: Float)] = [(start.x, start.y, g.uniform(0, 2 * .pi), totalSteps, width)]
         while let branch = pending.popLast(), strokes.count < 5 {
@@ -541,7 +541,8 @@ struct DemoCanvas {
                 angle += g.uniform(-0.45, 0.45)
                 x += step * cos(angle)
                 y += step * sin(angle)
-                stroke.append((x, y, branch.width * (1 - 0.5 * Float(k) / Float(branch.steps))))
+                // A half width of at least 0.5 px keeps the mask (coverage >= 0.5) a connected line.
+                stroke.append((x, y, max(0.5, branch.width * (1 - 0.4 * Float(k) / Float(branch.steps)))))
                 if g.nextUniform() < 0.07, pending.count + strokes.count < 4 {
                     let remaining = branch.steps - k
                     pending.append((x, y, angle + g.sign() * g.uniform(0.5, 1.1), max(2, Int(Float(remaining) * g.uniform(0.3, 0.6))),

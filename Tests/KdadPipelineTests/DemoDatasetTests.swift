@@ -20,6 +20,28 @@ final class DemoDatasetTests: XCTestCase {
         }
     }
 
+    /// 8-connected components of the 255 pixels.
+    func components(_ mask: [UInt8], side: Int) -> Int {
+        var seen = [Bool](repeating: false, count: mask.count), count = 0
+        for start in mask.indices where mask[start] == 255 && !seen[start] {
+            count += 1
+            var stack = [start]
+            seen[start] = true
+            while let index = stack.popLast() {
+                let x = index % side, y = index / side
+                for dy in -1...1 {
+                    for dx in -1...1 {
+                        let nx = x + dx, ny = y + dy
+                        guard nx >= 0, ny >= 0, nx < side, ny < side else { continue }
+                        let next = ny * side + nx
+                        if mask[next] == 255 && !seen[next] { seen[next] = true; stack.append(next) }
+                    }
+                }
+            }
+        }
+        return count
+    }
+
     func testSameSeedWritesTheSameBytesAndAnotherSeedDoesNot() throws {
         let first = try makeTemporaryDirectory("kdad-demo-a"), second = try makeTemporaryDirectory("kdad-demo-b")
         let other = try makeTemporaryDirectory("kdad-demo-c")
@@ -113,6 +135,10 @@ final class DemoDatasetTests: XCTestCase {
                     XCTAssertTrue(marked.allSatisfy { rendering.partMask[$0] }, "\(plan.key): a \(rendering.defect!) off the part")
                 }
                 XCTAssertTrue(rendering.dustMask.allSatisfy { !$0 }, "no dust on defective images")
+                if plan.part != .washer {
+                    // On a surface nothing clips a defect: its mask is one 8-connected piece (thin lines do not break up).
+                    XCTAssertEqual(components(mask, side: side), 1, "\(plan.key) at \(side) px: \(rendering.defect!)")
+                }
                 typesSeen.insert(try XCTUnwrap(rendering.defect))
             }
         }
