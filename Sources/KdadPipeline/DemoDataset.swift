@@ -128,7 +128,7 @@ public enum DemoPart: String, Sendable, CaseIterable {
 
 /// Defect types written to labels.csv `defect_type`.
 public enum DemoDefect: String, Sendable, CaseIterable {
-    /// A thin, slightly curved, anti-aliased line (bright on metal, dark on cloth).
+    /// A thin, slightly curved, anti-aliased bright line (on cloth: a snagged thread).
     case scratch
     /// An irregular blob, darker or brighter than the surface (stain, pit, splash).
     case spot
@@ -225,7 +225,7 @@ extension DemoDataset {
         let partCoverage = scene.map { $0.coverageMap(includingNotch: true) } ?? [Float](repeating: 1, count: side * side)
         var defectMask: [UInt8]?
         if let defect {
-            defectMask = canvas.applyDefect(defect, part: plan.part, washer: scene, partCoverage: partCoverage, &generator)
+            defectMask = canvas.applyDefect(defect, washer: scene, partCoverage: partCoverage, &generator)
         }
         var dustMask = [Bool](repeating: false, count: side * side)
         if let scene, !plan.isDefective, generator.nextUniform() < 0.5 {
@@ -456,7 +456,7 @@ struct DemoCanvas {
     /// Paints a defect of `type` on the part and returns its mask (255 where the defect covers at least
     /// half a pixel of the part). Sizes scale with the image; tries again (new draws) if a tiny image
     /// leaves the mask empty, then falls back to a spot in the middle of the part.
-    mutating func applyDefect(_ type: DemoDefect, part: DemoPart, washer: WasherGeometry?, partCoverage: [Float],
+    mutating func applyDefect(_ type: DemoDefect, washer: WasherGeometry?, partCoverage: [Float],
                               _ g: inout SplitMix64) -> [UInt8] {
         if type == .missing, let washer {
             // The notch already removed material; the mask is what was part and is no more.
@@ -472,7 +472,7 @@ struct DemoCanvas {
             switch kind {
             case .scratch:
                 coverage = scratchCoverage(from: centre, &g)
-                delta = part == .wovenTextile ? -g.uniform(0.2, 0.3) : g.uniform(0.22, 0.35)
+                delta = g.uniform(0.22, 0.35)  // catches the light (on cloth: a snagged, pulled thread)
             case .crack:
                 coverage = crackCoverage(from: centre, &g)
                 delta = -g.uniform(0.3, 0.45)
