@@ -37,7 +37,8 @@ final class BadInputCorpusTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(at: root) }
         let demo = try DemoDataset.write(to: root, images: 20, side: 16, lots: 2, seed: 7, archive: false)
         let images = root.appendingPathComponent("images")
-        let good = try Data(contentsOf: images.appendingPathComponent("lot0/good_0000.png"))
+        let lot0 = demo.lotFolders[0], lot1 = demo.lotFolders[1]
+        let good = try Data(contentsOf: images.appendingPathComponent("\(lot0)/good_0000.png"))
         var generator = SplitMix64(seed: 99)
         func random(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) }) }
 
@@ -48,30 +49,30 @@ final class BadInputCorpusTests: XCTestCase {
             expected[key] = reason
         }
         for offset in [8, 20, 33, 100, good.count / 2, good.count - 1] {
-            try put("lot0/truncated_\(offset).png", good.prefix(offset), reason: "truncated")
+            try put("\(lot0)/truncated_\(offset).png", good.prefix(offset), reason: "truncated")
         }
-        try put("lot0/empty.png", Data(), reason: "empty")
-        try put("lot0/wrong_magic.png", Data("GIF89a".utf8) + random(200), reason: "not a PNG, JPEG or TIFF")
-        try put("lot0/huge.png", pngClaiming(width: 60000, height: 60000, from: good), reason: "60000")
-        try put("lot1/random_png.png", Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + random(400), reason: "PNG")
-        try put("lot1/random_jpeg.png", Data([0xFF, 0xD8, 0xFF, 0xE0]) + random(400), reason: "JPEG")
-        try put("lot1/random_tiff.png", Data([0x49, 0x49, 0x2A, 0x00]) + random(400), reason: "TIFF")
+        try put("\(lot0)/empty.png", Data(), reason: "empty")
+        try put("\(lot0)/wrong_magic.png", Data("GIF89a".utf8) + random(200), reason: "not a PNG, JPEG or TIFF")
+        try put("\(lot0)/huge.png", pngClaiming(width: 60000, height: 60000, from: good), reason: "60000")
+        try put("\(lot1)/random_png.png", Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + random(400), reason: "PNG")
+        try put("\(lot1)/random_jpeg.png", Data([0xFF, 0xD8, 0xFF, 0xE0]) + random(400), reason: "JPEG")
+        try put("\(lot1)/random_tiff.png", Data([0x49, 0x49, 0x2A, 0x00]) + random(400), reason: "TIFF")
 
         // Entries that are no readable regular file.
         let manager = FileManager.default
-        try manager.createSymbolicLink(atPath: images.appendingPathComponent("lot0/dangling.png").path,
+        try manager.createSymbolicLink(atPath: images.appendingPathComponent("\(lot0)/dangling.png").path,
                                        withDestinationPath: root.appendingPathComponent("nowhere/x.png").path)
-        expected["lot0/dangling.png"] = "dangling symbolic link"
-        try manager.createSymbolicLink(atPath: images.appendingPathComponent("lot0/loop.png").path, withDestinationPath: "loop.png")
-        expected["lot0/loop.png"] = "symbolic link loop"
-        try manager.createDirectory(at: images.appendingPathComponent("lot1/folder.png"), withIntermediateDirectories: false)
-        expected["lot1/folder.png"] = "is a directory"
-        XCTAssertEqual(mkfifo(images.appendingPathComponent("lot1/pipe.png").path, 0o644), 0)
-        expected["lot1/pipe.png"] = "not a regular file"
+        expected["\(lot0)/dangling.png"] = "dangling symbolic link"
+        try manager.createSymbolicLink(atPath: images.appendingPathComponent("\(lot0)/loop.png").path, withDestinationPath: "loop.png")
+        expected["\(lot0)/loop.png"] = "symbolic link loop"
+        try manager.createDirectory(at: images.appendingPathComponent("\(lot1)/folder.png"), withIntermediateDirectories: false)
+        expected["\(lot1)/folder.png"] = "is a directory"
+        XCTAssertEqual(mkfifo(images.appendingPathComponent("\(lot1)/pipe.png").path, 0o644), 0)
+        expected["\(lot1)/pipe.png"] = "not a regular file"
         // A directory link cycle must not make the walk loop; a link to a good image is read through.
-        try manager.createSymbolicLink(atPath: images.appendingPathComponent("lot1/cycle").path, withDestinationPath: "..")
-        try manager.createSymbolicLink(atPath: images.appendingPathComponent("lot1/linked.png").path,
-                                       withDestinationPath: images.appendingPathComponent("lot0/good_0000.png").path)
+        try manager.createSymbolicLink(atPath: images.appendingPathComponent("\(lot1)/cycle").path, withDestinationPath: "..")
+        try manager.createSymbolicLink(atPath: images.appendingPathComponent("\(lot1)/linked.png").path,
+                                       withDestinationPath: images.appendingPathComponent("\(lot0)/good_0000.png").path)
 
         let before = try snapshot(root, excluding: root.appendingPathComponent("work"))
         let record = try PipelineRunner.load(manifest: demo.manifest).run(RunOptions())[0].record

@@ -48,7 +48,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.error)
         XCTAssertTrue(run.output.contains("ingest: done"), run.output)
         let after = try runKdad(["status", demo.manifest.path])
-        XCTAssertTrue(after.output.contains("ingest  done     5 images ingested, 0 quarantined, 1 lot"), after.output)
+        XCTAssertTrue(after.output.contains("ingest  done     5 images ingested, 0 quarantined, 3 lots"), after.output)
         XCTAssertTrue(after.output.contains("resize  done     5 images resized to 32x32 (area), 3 channels"), after.output)
     }
 }

@@ -28,23 +28,23 @@ final class IngestAndResizeTests: XCTestCase {
         XCTAssertEqual(ingest.counts["inputs"], 40, "masks are excluded by the manifest's glob")
         XCTAssertEqual(ingest.counts["ingested"], 40)
         XCTAssertEqual(ingest.counts["quarantined"], 0)
-        XCTAssertEqual(ingest.counts["lots"], 3)
+        XCTAssertEqual(ingest.counts["lots"], 9, "3 lots a night over 3 nights")
         XCTAssertEqual(ingest.unitCount, 3, "40 images at 16 per unit")
 
         let work = root.appendingPathComponent("work")
         let images = try index(work)
         XCTAssertEqual(images.count, 40)
         XCTAssertEqual(images.map(\.key), images.map(\.key).sorted())
-        let defect = try XCTUnwrap(images.first { $0.key == "lot1/defect_0004.png" })
+        let defect = try XCTUnwrap(images.first { $0.key == "night-2026-11-20/lot-1120B/defect_0008.png" })
         XCTAssertEqual(defect.label, "defect")
         XCTAssertEqual(defect.role, "score")
-        XCTAssertEqual(defect.mask, "lot1/defect_0004_mask.png")
-        XCTAssertEqual(defect.lot, "lot1")
+        XCTAssertEqual(defect.mask, "night-2026-11-20/lot-1120B/defect_0008_mask.png")
+        XCTAssertEqual(defect.lot, "lot-1120B")
         XCTAssertEqual(defect.width, 24)
         XCTAssertEqual(defect.bitDepth, 8)
         XCTAssertEqual(defect.channels, 1)
-        XCTAssertEqual(defect.sha256, SHA256.hex(of: try Data(contentsOf: root.appendingPathComponent("images/lot1/defect_0004.png"))))
-        XCTAssertEqual(images.filter { $0.role == "train" }.count, 24)
+        XCTAssertEqual(defect.sha256, SHA256.hex(of: try Data(contentsOf: root.appendingPathComponent("images/night-2026-11-20/lot-1120B/defect_0008.png"))))
+        XCTAssertEqual(images.filter { $0.role == "train" }.count, 23, "4 of every 7")
         XCTAssertTrue(images.filter { $0.role == "train" }.allSatisfy { $0.label == "good" })
 
         // Pixels survive ingest exactly (8-bit in, uint8 out).
@@ -70,10 +70,11 @@ final class IngestAndResizeTests: XCTestCase {
         let root = try makeTemporaryDirectory("kdad-quarantine")
         let demo = try DemoDataset.write(to: root, images: 20, side: 16, lots: 2, seed: 3)
         let images = root.appendingPathComponent("images")
-        try Data("not an image".utf8).write(to: images.appendingPathComponent("lot0/text.png"))
-        let good = try Data(contentsOf: images.appendingPathComponent("lot0/good_0000.png"))
-        try good.prefix(good.count / 2).write(to: images.appendingPathComponent("lot1/truncated.png"))
-        try good.write(to: images.appendingPathComponent("lot1/copy.png"))
+        let lot0 = demo.lotFolders[0], lot1 = demo.lotFolders[1]
+        try Data("not an image".utf8).write(to: images.appendingPathComponent("\(lot0)/text.png"))
+        let good = try Data(contentsOf: images.appendingPathComponent("\(lot0)/good_0000.png"))
+        try good.prefix(good.count / 2).write(to: images.appendingPathComponent("\(lot1)/truncated.png"))
+        try good.write(to: images.appendingPathComponent("\(lot1)/copy.png"))
         try FileManager.default.createDirectory(at: images.appendingPathComponent("nolot"), withIntermediateDirectories: true)
 
         let record = try run(demo.manifest)[0].record
@@ -83,13 +84,13 @@ final class IngestAndResizeTests: XCTestCase {
         XCTAssertEqual(record.counts["duplicate_groups"], 1)
         let work = root.appendingPathComponent("work")
         let quarantined = try quarantine(work)
-        XCTAssertEqual(quarantined.map(\.key), ["lot0/text.png", "lot1/truncated.png"])
+        XCTAssertEqual(quarantined.map(\.key), ["\(lot0)/text.png", "\(lot1)/truncated.png"])
         XCTAssertTrue(quarantined[0].reason.contains("not a PNG, JPEG or TIFF"), quarantined[0].reason)
-        XCTAssertEqual(quarantined[1].path, images.appendingPathComponent("lot1/truncated.png").standardizedFileURL.path)
+        XCTAssertEqual(quarantined[1].path, images.appendingPathComponent("\(lot1)/truncated.png").standardizedFileURL.path)
         let duplicates = try String(contentsOf: work.appendingPathComponent("stages/ingest/duplicates.json"), encoding: .utf8)
-        XCTAssertEqual(duplicates, "[[\"lot0/good_0000.png\",\"lot1/copy.png\"]]\n")
+        XCTAssertEqual(duplicates, "[[\"\(lot0)/good_0000.png\",\"\(lot1)/copy.png\"]]\n")
         // Unlabeled extra image: ingested, no role from splits.
-        XCTAssertEqual(try index(work).first { $0.key == "lot1/copy.png" }?.role, "none")
+        XCTAssertEqual(try index(work).first { $0.key == "\(lot1)/copy.png" }?.role, "none")
     }
 
     func testTarArchiveIngestRefusesEscapingEntries() throws {
@@ -106,15 +107,16 @@ final class IngestAndResizeTests: XCTestCase {
         XCTAssertEqual(fromTar.map(\.key), fromFolder.map(\.key))
 
         // An archive with '../' and absolute entries: those are quarantined unread, the rest ingested.
-        let png = try Data(contentsOf: folderRoot.appendingPathComponent("images/lot0/good_0000.png"))
-        try TarWriter.write([("lot0/ok.png", png), ("../lot0/evil.png", png), ("/lot1/abs.png", png)],
+        let png = try Data(contentsOf: folderRoot.appendingPathComponent("images/night-2026-11-20/lot-1120A/good_0000.png"))
+        try TarWriter.write([("night-2026-11-20/lot-1120A/ok.png", png), ("../night-2026-11-20/lot-1120A/evil.png", png),
+                             ("/night-2026-11-20/lot-1120B/abs.png", png)],
                             to: root.appendingPathComponent("images.tar"))
         let rerun = try run(demo.manifest)[0].record
         XCTAssertEqual(rerun.counts["ingested"], 1)
         XCTAssertEqual(rerun.counts["quarantined"], 2)
         let quarantined = try quarantine(root.appendingPathComponent("work"))
         XCTAssertTrue(quarantined.allSatisfy { $0.reason.contains("refusing archive entry") }, "\(quarantined)")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("lot0/evil.png").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("night-2026-11-20/lot-1120A/evil.png").path))
     }
 
     func testMTDIngestsEveryImage() throws {
