@@ -189,7 +189,9 @@ final class DistillationStagesTests: XCTestCase {
         var wins = 0.0
         for b in bad { for g in good { wins += b > g ? 1 : (b == g ? 0.5 : 0) } }
         XCTAssertEqual(metrics["image_auroc"]?.doubleValue ?? -1, wins / Double(good.count * bad.count), accuracy: 1e-12)
-        XCTAssertNotNil(metrics["per_defect_type"]?["blob"]?["pixel_auroc"]?.doubleValue)
+        let defectTypes = ["scratch", "spot", "crack", "missing"].filter { metrics["per_defect_type"]?[$0] != nil }
+        XCTAssertFalse(defectTypes.isEmpty, "per_defect_type names the demo's defect types")
+        for type in defectTypes { XCTAssertNotNil(metrics["per_defect_type"]?[type]?["pixel_auroc"]?.doubleValue, type) }
 
         // Rerun: nothing to do. A train param change reruns train, score and evaluate only.
         XCTAssertEqual(try job.run().map(\.action), [.skipped, .skipped, .skipped, .skipped, .skipped, .skipped])
@@ -246,8 +248,8 @@ final class DistillationStagesTests: XCTestCase {
         }
         lines.remove(at: labelsIndex + 1); lines.remove(at: labelsIndex)
         var rewritten = lines.joined(separator: "\n")
-        rewritten = rewritten.replacingOccurrences(of: #"split: train"#, with: #"glob: "lot0/**""#)
-            .replacingOccurrences(of: #"split: val"#, with: #"glob: "lot1/**""#)
+        rewritten = rewritten.replacingOccurrences(of: #"split: train"#, with: #"glob: "*/lot-*A/**""#)
+            .replacingOccurrences(of: #"split: val"#, with: #"glob: "*/lot-*B/**""#)
             .replacingOccurrences(of: #"split: test"#, with: #"glob: "**""#)
         try Data(rewritten.utf8).write(to: job.manifest)
         let outcomes = try job.run()
