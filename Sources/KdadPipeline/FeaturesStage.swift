@@ -148,6 +148,8 @@ struct PreparedFeatures: PreparedStage {
             }
             try flush()
         }
+        // Keep memory flat across units (see PreparedScore.runUnit).
+        TensorRuntime.releaseCachedMemory()
         let shardBytes = DistillationSupport.fileSize(output.url(of: name))
         return UnitSummary(counts: ["cached": cached, "raw_float32_bytes": rawBytes, "shard_bytes": shardBytes])
     }

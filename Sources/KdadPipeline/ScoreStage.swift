@@ -199,6 +199,10 @@ struct PreparedScore: PreparedStage {
                 }
             }
         }
+        // The tensor engine caches freed buffers by exact size; each unit's last, shorter batch adds
+        // new sizes, so without this the cache (not a leak, but bounded only by its 1 GiB limit) grows
+        // with the number of units. Scoring memory must stay flat however many images are scored.
+        TensorRuntime.releaseCachedMemory()
         return UnitSummary(counts: ["scored": items.count], entries: entries)
     }
 
