@@ -42,6 +42,11 @@ final class KillResumeTests: XCTestCase {
         let root = try makeTemporaryDirectory("kdad-kill")
         addTeardownBlock { try? FileManager.default.removeItem(at: root) }
         let demo = try DemoDataset.write(to: root, images: 400, side: 40, lots: 4, seed: 11)
+        // Small work units (4 images): many unit boundaries, so 20+ kills land inside the stages.
+        let pipeline = root.appendingPathComponent("pipeline.yaml")
+        let pipelineText = try String(contentsOf: pipeline, encoding: .utf8)
+        XCTAssertTrue(pipelineText.contains("images_per_unit: 16"), pipelineText)
+        try Data(pipelineText.replacingOccurrences(of: "images_per_unit: 16", with: "images_per_unit: 4").utf8).write(to: pipeline)
         let text = try String(contentsOf: demo.manifest, encoding: .utf8)
         let reference = root.appendingPathComponent("reference.yaml")
         try Data(text.replacingOccurrences(of: "work_dir: work", with: "work_dir: work-ref").utf8).write(to: reference)
@@ -52,7 +57,7 @@ final class KillResumeTests: XCTestCase {
         XCTAssertEqual(uninterrupted.terminationStatus, 0)
         let fullRun = Date().timeIntervalSince(started)
         let referenceUnits = try unitsDone(root.appendingPathComponent("work-ref"))
-        XCTAssertGreaterThanOrEqual(referenceUnits, 40, "the kill test needs many work units to land kills inside stages")
+        XCTAssertGreaterThanOrEqual(referenceUnits, 150, "the kill test needs many work units to land kills inside stages")
         // Mean time per unit on this machine (debug or release build, loaded or idle).
         let unitTime = fullRun / Double(max(referenceUnits, 1))
 
