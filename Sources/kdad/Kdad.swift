@@ -1,7 +1,6 @@
 import ArgumentParser
 
-/// The kdad command line. Subcommands live in files of their own.
-@main
+/// The kdad command line (entry point: ProcessEnvironment.swift). Subcommands live in files of their own.
 struct Kdad: AsyncParsableCommand {
     static let version = "0.1.0"
 
