@@ -12,7 +12,8 @@ struct DemoData: AsyncParsableCommand {
             C a washer on a conveyor (then repeating). Every seventh image is defective (scratch, spot, crack \
             or missing material) with a *_mask.png beside it; some good washer images have dust on the \
             background, which is not a defect. Splits: 4/7 train, 1/7 val, 2/7 test (half of it defective).
-            Then: kdad run DIR/demo.yaml && kdad status DIR/demo.yaml
+
+            Then:  kdad run DIR/demo.yaml && kdad status DIR/demo.yaml
             """)
 
     @Argument(help: "Folder to write (created if missing).")

@@ -8,9 +8,9 @@ struct InspectWeights: AsyncParsableCommand {
         commandName: "inspect-weights",
         abstract: "List the tensors in a weight file.",
         discussion: """
-        Reads safetensors, PyTorch zip checkpoints (torch >= 1.6) and legacy PyTorch checkpoints; the
-        format is detected from the file's first bytes. Prints each tensor's name, dtype, shape and
-        parameter count, then the totals. Teacher weights live in the weight cache
+        Reads safetensors, PyTorch zip checkpoints (torch >= 1.6) and legacy PyTorch checkpoints; the \
+        format is detected from the file's first bytes. Prints each tensor's name, dtype, shape and \
+        parameter count, then the totals. Teacher weights live in the weight cache \
         (${KDAD_WEIGHTS:-~/.cache/kdad/weights}), filled by scripts/fetch-weights.sh.
         """
     )

@@ -10,9 +10,21 @@ struct Run: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a job's pipeline: only the stages whose inputs changed.",
         discussion: """
-        Each stage is skipped when the hash of its inputs, params and code version matches its last
-        completed run; an interrupted stage resumes from its last complete work unit. See
-        Docs/operations.md for cron use, locking and recovery.
+        Each stage is skipped when the hash of its inputs, params and code version matches its last \
+        completed run; an interrupted (killed) stage resumes from its last complete work unit and \
+        produces the same result as an uninterrupted run.
+
+        Examples:
+          kdad run manifests/mtd.yaml
+              run whatever is out of date
+          kdad run manifests/mtd.yaml --stage score --force
+              rescore with the trained student
+          kdad run manifests/mtd.yaml --stage train --downstream
+              retrain, then redo every stage after it
+          kdad status manifests/mtd.yaml
+              what is done, stale or partial
+
+        Docs/operations.md covers nightly cron use, locking and recovery; Docs/manifest.md every key.
         """)
 
     @Argument(help: "The job manifest (YAML), e.g. manifests/mtd.yaml.")
