@@ -141,24 +141,32 @@ void nn_tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *
     }
 }
 
-/// C[m × w] = A[m × k] · panel (w columns, packed), row blocks of 6 outermost per strip.
+/// C[m × w] = A[m × k] · panel (w columns, packed). Row blocks outermost: each block of 6 output
+/// rows is written as 6 contiguous runs of w floats (6 write streams). Strip-outer order wrote
+/// all m rows 64 bytes at a time: m streams HW·4 bytes apart, which alias in L1 and defeat write
+/// combining (measured: 24→144 @64² forward 4.5 → 3.6 ms CPU per thread, same results bit for bit).
+static inline __attribute__((always_inline)) KDAD_AVX2
+void nn_rows(int rows, ptrdiff_t w, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *panel, float *c,
+             ptrdiff_t ldc, int stream) {
+    for (ptrdiff_t j = 0; j < w; j += NR) {
+        const ptrdiff_t cols = w - j < NR ? w - j : NR;
+        nn_tile(rows, k, a, lda, panel + (j / NR) * k * NR, c + j, ldc, cols, stream);
+    }
+}
+
 static KDAD_AVX2 void nn_panel(ptrdiff_t m, ptrdiff_t w, ptrdiff_t k, const float *a, ptrdiff_t lda,
                                const float *panel, float *c, ptrdiff_t ldc, int stream) {
-    for (ptrdiff_t j = 0; j < w; j += NR) {
-        const float *strip = panel + (j / NR) * k * NR;
-        const ptrdiff_t cols = w - j < NR ? w - j : NR;
-        ptrdiff_t i = 0;
-        for (; i + NN_MR <= m; i += NN_MR) nn_tile(NN_MR, k, a + i * lda, lda, strip, c + i * ldc + j, ldc, cols, stream);
-        const float *ai = a + i * lda;
-        float *ci = c + i * ldc + j;
-        switch (m - i) {  // constant row counts so the tile's loops unroll into registers
-        case 5: nn_tile(5, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 4: nn_tile(4, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 3: nn_tile(3, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 2: nn_tile(2, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 1: nn_tile(1, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        default: break;
-        }
+    ptrdiff_t i = 0;
+    for (; i + NN_MR <= m; i += NN_MR) nn_rows(NN_MR, w, k, a + i * lda, lda, panel, c + i * ldc, ldc, stream);
+    const float *ai = a + i * lda;
+    float *ci = c + i * ldc;
+    switch (m - i) {  // constant row counts so the tile's loops unroll into registers
+    case 5: nn_rows(5, w, k, ai, lda, panel, ci, ldc, stream); break;
+    case 4: nn_rows(4, w, k, ai, lda, panel, ci, ldc, stream); break;
+    case 3: nn_rows(3, w, k, ai, lda, panel, ci, ldc, stream); break;
+    case 2: nn_rows(2, w, k, ai, lda, panel, ci, ldc, stream); break;
+    case 1: nn_rows(1, w, k, ai, lda, panel, ci, ldc, stream); break;
+    default: break;
     }
 }
 
