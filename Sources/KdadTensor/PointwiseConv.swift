@@ -17,10 +17,6 @@ enum PointwiseConv {
     /// Measured range (K = 24-240 in EfficientNet); wider layers stay on OpenBLAS, whose blocked
     /// k loop suits large K better than our single pass over a K × 256 panel.
     static let maxChannelsPerGroup = 256
-    /// Outputs at least this large are written with non-temporal stores: they do not fit the
-    /// cache with the input anyway, and skipping the read-for-ownership saves a third of the
-    /// traffic (measured: see Docs/tensor.md).
-    static let streamingStoreBytes = 24 << 20
 
     /// 64-byte aligned scratch for the packed panels (the AVX2 kernels use aligned loads on it).
     static func allocateScratch(floats: Int) -> UnsafeMutablePointer<Float> {
@@ -44,10 +40,10 @@ enum PointwiseConv {
     static func forward(_ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         output: UnsafeMutablePointer<Float>) {
         let hw = g.height * g.width, chunks = columnChunks(g)
-        let stream: Int32 = g.batch * g.outChannels * hw * 4 >= streamingStoreBytes ? 1 : 0
         let units = g.batch * g.groups * chunks.count
+        let scratchFloats = kdad_gemm_nn_smallk_scratch_floats(g.outPerGroup, g.inPerGroup)
         Parallel.forRange(units) { range in
-            let panel = allocateScratch(floats: Int(KDAD_PANEL_COLUMNS) * g.inPerGroup)
+            let panel = allocateScratch(floats: scratchFloats)
             defer { panel.deallocate() }
             for unit in range {
                 let image = unit / (g.groups * chunks.count), grp = (unit / chunks.count) % g.groups
@@ -56,7 +52,7 @@ enum PointwiseConv {
                 let dst = output + (image * g.outChannels + grp * g.outPerGroup) * hw + cols.lowerBound
                 kdad_gemm_nn_smallk(g.outPerGroup, cols.count, g.inPerGroup,
                                     weight + grp * g.outPerGroup * g.inPerGroup, g.inPerGroup,
-                                    src, hw, dst, hw, panel, stream)
+                                    src, hw, dst, hw, panel)
             }
         }
     }
@@ -83,9 +79,9 @@ enum PointwiseConv {
         // One dW partial per unit, summed in unit order afterwards.
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: gradWeight == nil ? 0 : units * perGroup)
         defer { partials.deallocate() }
-        let stream: Int32 = g.batch * g.inChannels * hw * 4 >= streamingStoreBytes ? 1 : 0
+        let scratchFloats = kdad_pointwise_backward_scratch_floats(cin, cout)
         Parallel.forRange(units) { range in
-            let panels = allocateScratch(floats: Int(KDAD_PANEL_COLUMNS) * (cin + cout))
+            let panels = allocateScratch(floats: scratchFloats)
             defer { panels.deallocate() }
             for unit in range {
                 let image = unit / (g.groups * chunks.count), grp = (unit / chunks.count) % g.groups
@@ -96,7 +92,7 @@ enum PointwiseConv {
                 let partial: UnsafeMutablePointer<Float>? = gradWeight == nil ? nil : partials + unit * perGroup
                 partial?.update(repeating: 0, count: perGroup)
                 kdad_pointwise_backward(cin, cout, cols.count, transposed + grp * perGroup, dy, x, hw, dx, partial,
-                                        panels, stream)
+                                        panels)
             }
         }
         guard let gradWeight else { return }
