@@ -6,9 +6,10 @@ import CKernels
 /// Why: with K = 24-144 input channels each output element costs only 48-288 FLOPs, so these
 /// convolutions are bound by memory traffic and, on OpenBLAS, by per-call packing and thread
 /// start-up (16 calls per batch, each an OpenBLAS parallel region). Here one image's `C×HW` slab
-/// is the operand as it lies in memory (no packing), the work is split over (image, column chunk)
-/// units on our own threads, and the backward pass reads the output gradient once for both
-/// gradients (dX = Wᵀ·dY and dW += dY·Xᵀ on the same L2-resident column block).
+/// is the operand where it lies (packed 256 columns at a time, the next block prefetched while
+/// one computes), the work is split over (image, column chunk) units on our own threads, and the
+/// backward pass reads the output gradient once for both gradients (dX = Wᵀ·dY and dW += dY·Xᵀ
+/// on the same L2-resident column block).
 ///
 /// Determinism: every output element of the forward pass and of dX is one fixed-order sum, and
 /// dW is summed per unit and then over units in unit order, where the units depend only on the
