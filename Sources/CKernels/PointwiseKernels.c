@@ -15,8 +15,8 @@
 
 #define KDAD_BLOCK KDAD_PANEL_COLUMNS
 // Prefetch the next block's source rows while computing this one (0 disables, for A/B runs).
-#ifndef PREFETCH_NEXT
-#define PREFETCH_NEXT 1
+#ifndef KDAD_PREFETCH_NEXT
+#define KDAD_PREFETCH_NEXT 1
 #endif
 #ifndef KDAD_PREFETCH_ROWS
 #define KDAD_PREFETCH_ROWS 4
@@ -223,7 +223,7 @@ static KDAD_AVX2 void nn_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float
         const ptrdiff_t w = n - j0 < KDAD_BLOCK ? n - j0 : KDAD_BLOCK;
         pack_panel(k, w, b + j0, ldb, panel);
         const ptrdiff_t nextW = n - j0 - w < KDAD_BLOCK ? n - j0 - w : KDAD_BLOCK;
-        nn_panel(m, w, k, ap, panel, c + j0, ldc, PREFETCH_NEXT ? b + j0 + w : NULL, k, nextW, ldb);
+        nn_panel(m, w, k, ap, panel, c + j0, ldc, KDAD_PREFETCH_NEXT ? b + j0 + w : NULL, k, nextW, ldb);
     }
 }
 
@@ -300,14 +300,14 @@ static KDAD_AVX2 void backward_avx2(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t n, 
         // dY's block is packed once and read by both gradients while it sits in L2.
         pack_panel(cout, w, dy + j0, ld, pdy);
         const ptrdiff_t nextW = n - j0 - w < block ? n - j0 - w : block;
-        if (dx) nn_panel(cin, w, cout, ap, pdy, dx + j0, ld, PREFETCH_NEXT ? dy + j0 + w : NULL, cout, nextW, ld);
+        if (dx) nn_panel(cin, w, cout, ap, pdy, dx + j0, ld, KDAD_PREFETCH_NEXT ? dy + j0 + w : NULL, cout, nextW, ld);
         if (dw) {
             pack_panel(cin, w, x + j0, ld, px);
             // The next X block always, the next dY block unless the dX pass fetched it already.
             const ptrdiff_t small = cout < cin ? cout : cin, big = cout < cin ? cin : cout;
             const ptrdiff_t tiles = ((small + NT_SMALL - 1) / NT_SMALL) * ((big + NT_BIG - 1) / NT_BIG);
-            prefetch_plan nextX = make_prefetch_plan(PREFETCH_NEXT ? x + j0 + w : NULL, cin, nextW, ld, tiles);
-            prefetch_plan nextDY = make_prefetch_plan(PREFETCH_NEXT && !dx ? dy + j0 + w : NULL, cout, nextW, ld, tiles);
+            prefetch_plan nextX = make_prefetch_plan(KDAD_PREFETCH_NEXT ? x + j0 + w : NULL, cin, nextW, ld, tiles);
+            prefetch_plan nextDY = make_prefetch_plan(KDAD_PREFETCH_NEXT && !dx ? dy + j0 + w : NULL, cout, nextW, ld, tiles);
             nt_panels(cout, cin, strips, pdy, px, dw, cin, &nextX, &nextDY);
         }
     }
