@@ -1,8 +1,8 @@
 // Matrix-product kernels for pointwise (1×1) convolutions, where OpenBLAS spends most of its time
 // packing and threading: K (input channels) is 24-144, so each output element costs only 48-288
-// FLOPs and the run is bound by writing the output. These kernels need no packing (one image's
-// C×HW slab already is the operand), keep a K×16 column block of B in L1 and the output tile in
-// registers, and can write the output with non-temporal stores (no read-for-ownership).
+// FLOPs and the run is bound by memory traffic and per-call overheads. These kernels take one
+// image's C×HW slab as the operand where it lies, pack it in 256-column blocks (prefetching the
+// next block while computing this one) and keep the output tile in registers.
 //
 // AVX2+FMA versions are selected at run time; the portable loops are the fallback and the
 // reference. Each output element is accumulated in a fixed order (no dependence on how the caller
@@ -14,6 +14,10 @@
 #include <stdlib.h>
 
 #define KDAD_BLOCK KDAD_PANEL_COLUMNS
+// Prefetch the next block's source rows while computing this one (0 disables, for A/B runs).
+#ifndef KDAD_PREFETCH_NEXT
+#define KDAD_PREFETCH_NEXT 1
+#endif
 #ifndef KDAD_PREFETCH_ROWS
 #define KDAD_PREFETCH_ROWS 4
 #endif
@@ -108,29 +112,40 @@ static void pack_panel(ptrdiff_t k, ptrdiff_t w, const float *b, ptrdiff_t ldb, 
     }
 }
 
+/// Packs A[m × k] into row blocks of 6, k-major: ap[(blk·k + p)·6 + r] = A[6·blk + r, p] (rows
+/// past m are zero). A tile's 6 broadcasts per k step then come from one 24-byte run at fixed
+/// offsets from one pointer, instead of 6 rows lda apart (fewer address µops in the FMA loop).
+static void pack_a(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *ap) {
+    for (ptrdiff_t blk = 0; blk * NN_MR < m; blk++) {
+        float *dst = ap + blk * k * NN_MR;
+        for (ptrdiff_t p = 0; p < k; p++) {
+            for (ptrdiff_t r = 0; r < NN_MR; r++) {
+                const ptrdiff_t row = blk * NN_MR + r;
+                dst[p * NN_MR + r] = row < m ? a[row * lda + p] : 0;
+            }
+        }
+    }
+}
+
 /// One tile: `rows` (≤ 6) rows of C × one 16-column packed strip, the whole k sum in 12 ymm
-/// accumulators. `cols` < 16 only for the last strip (stored through a scratch tile).
+/// accumulators (one FMA chain per element, k increasing). `cols` < 16 only for the last strip
+/// (stored through a scratch tile). Plain stores: non-temporal ones were measured slower on this
+/// VM in every case (24→144 @64² forward 3.3 → 5.3 ms CPU per thread), so there are none.
 static inline __attribute__((always_inline)) KDAD_AVX2
-void nn_tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *strip, float *c, ptrdiff_t ldc,
-             ptrdiff_t cols, int stream) {
+void nn_tile(int rows, ptrdiff_t k, const float *ap, const float *strip, float *c, ptrdiff_t ldc, ptrdiff_t cols) {
     __m256 acc0[NN_MR], acc1[NN_MR];
     for (int r = 0; r < NN_MR; r++) { acc0[r] = _mm256_setzero_ps(); acc1[r] = _mm256_setzero_ps(); }
     for (ptrdiff_t p = 0; p < k; p++) {
         const __m256 b0 = _mm256_load_ps(strip + p * NR), b1 = _mm256_load_ps(strip + p * NR + 8);
         for (int r = 0; r < rows; r++) {
-            const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
+            const __m256 av = _mm256_broadcast_ss(ap + p * NN_MR + r);
             acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
             acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
         }
     }
     if (cols == NR) {
         for (int r = 0; r < rows; r++) {
-            float *dst = c + r * ldc;
-            if (stream && ((uintptr_t)dst & 31) == 0) {
-                _mm256_stream_ps(dst, acc0[r]); _mm256_stream_ps(dst + 8, acc1[r]);
-            } else {
-                _mm256_storeu_ps(dst, acc0[r]); _mm256_storeu_ps(dst + 8, acc1[r]);
-            }
+            _mm256_storeu_ps(c + r * ldc, acc0[r]); _mm256_storeu_ps(c + r * ldc + 8, acc1[r]);
         }
     } else {
         float tile[NR];
@@ -141,37 +156,75 @@ void nn_tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *
     }
 }
 
-/// C[m × w] = A[m × k] · panel (w columns, packed), row blocks of 6 outermost per strip.
-static KDAD_AVX2 void nn_panel(ptrdiff_t m, ptrdiff_t w, ptrdiff_t k, const float *a, ptrdiff_t lda,
-                               const float *panel, float *c, ptrdiff_t ldc, int stream) {
+/// The source block the caller packs next (k rows × w floats, leading dimension ld), fetched
+/// into L2 a few lines per tile while this block computes, so the memory reads overlap the FMAs
+/// instead of stalling the next pack_panel.
+typedef struct { const float *src; ptrdiff_t ld, linesPerRow, lines, done, perTile; } prefetch_plan;
+
+/// A plan spreading the k × w block at `src` over `tiles` calls of prefetch_some (none if src is NULL).
+static prefetch_plan make_prefetch_plan(const float *src, ptrdiff_t k, ptrdiff_t w, ptrdiff_t ld, ptrdiff_t tiles) {
+    prefetch_plan plan = {0};
+    if (src && w > 0 && k > 0) {
+        plan.src = src; plan.ld = ld; plan.linesPerRow = (w + 15) / 16;
+        plan.lines = k * plan.linesPerRow; plan.perTile = (plan.lines + tiles - 1) / tiles;
+    }
+    return plan;
+}
+
+static inline __attribute__((always_inline)) void prefetch_some(prefetch_plan *pf) {
+    if (!pf->src) return;
+    const ptrdiff_t end = pf->done + pf->perTile < pf->lines ? pf->done + pf->perTile : pf->lines;
+    for (ptrdiff_t l = pf->done; l < end; l++)
+        __builtin_prefetch(pf->src + (l / pf->linesPerRow) * pf->ld + (l % pf->linesPerRow) * 16, 0, 2);
+    pf->done = end;
+}
+
+static inline __attribute__((always_inline)) KDAD_AVX2
+void nn_rows(int rows, ptrdiff_t w, ptrdiff_t k, const float *ap, const float *panel, float *c, ptrdiff_t ldc,
+             prefetch_plan *pf) {
     for (ptrdiff_t j = 0; j < w; j += NR) {
-        const float *strip = panel + (j / NR) * k * NR;
         const ptrdiff_t cols = w - j < NR ? w - j : NR;
-        ptrdiff_t i = 0;
-        for (; i + NN_MR <= m; i += NN_MR) nn_tile(NN_MR, k, a + i * lda, lda, strip, c + i * ldc + j, ldc, cols, stream);
-        const float *ai = a + i * lda;
-        float *ci = c + i * ldc + j;
-        switch (m - i) {  // constant row counts so the tile's loops unroll into registers
-        case 5: nn_tile(5, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 4: nn_tile(4, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 3: nn_tile(3, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 2: nn_tile(2, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        case 1: nn_tile(1, k, ai, lda, strip, ci, ldc, cols, stream); break;
-        default: break;
-        }
+        prefetch_some(pf);
+        nn_tile(rows, k, ap, panel + (j / NR) * k * NR, c + j, ldc, cols);
+    }
+}
+
+/// C[m × w] = A · panel (w columns, packed; A packed by pack_a). Row blocks outermost: each block
+/// of 6 output rows is written as 6 contiguous runs of w floats (6 write streams). Strip-outer
+/// order wrote all m rows 64 bytes at a time: m streams HW·4 bytes apart, which alias in L1 and
+/// defeat write combining (measured: 24→144 @64² forward 4.5 → 3.6 ms CPU per thread).
+/// `next` (k rows × nextW floats, leading dimension nextLd; may be NULL) is prefetched meanwhile.
+static KDAD_AVX2 void nn_panel(ptrdiff_t m, ptrdiff_t w, ptrdiff_t k, const float *ap, const float *panel,
+                               float *c, ptrdiff_t ldc, const float *next, ptrdiff_t nextK, ptrdiff_t nextW,
+                               ptrdiff_t nextLd) {
+    prefetch_plan plan = make_prefetch_plan(next, nextK, nextW, nextLd, ((m + NN_MR - 1) / NN_MR) * ((w + NR - 1) / NR));
+    prefetch_plan *pf = &plan;
+    ptrdiff_t i = 0;
+    for (; i + NN_MR <= m; i += NN_MR) nn_rows(NN_MR, w, k, ap + i * k, panel, c + i * ldc, ldc, pf);
+    const float *ai = ap + i * k;
+    float *ci = c + i * ldc;
+    switch (m - i) {  // constant row counts so the tile's loops unroll into registers
+    case 5: nn_rows(5, w, k, ai, panel, ci, ldc, pf); break;
+    case 4: nn_rows(4, w, k, ai, panel, ci, ldc, pf); break;
+    case 3: nn_rows(3, w, k, ai, panel, ci, ldc, pf); break;
+    case 2: nn_rows(2, w, k, ai, panel, ci, ldc, pf); break;
+    case 1: nn_rows(1, w, k, ai, panel, ci, ldc, pf); break;
+    default: break;
     }
 }
 
 static KDAD_AVX2 void nn_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
-                              const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *panel, int stream) {
+                              const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *scratch) {
+    float *panel = scratch, *ap = scratch + KDAD_BLOCK * k;
+    pack_a(m, k, a, lda, ap);
     // Blocks of 256 columns: each of the k source rows is read as 1 KiB runs (prefetch-friendly),
     // and the packed k × 256 panel stays in L2 while every row block of C reads it.
     for (ptrdiff_t j0 = 0; j0 < n; j0 += KDAD_BLOCK) {
         const ptrdiff_t w = n - j0 < KDAD_BLOCK ? n - j0 : KDAD_BLOCK;
         pack_panel(k, w, b + j0, ldb, panel);
-        nn_panel(m, w, k, a, lda, panel, c + j0, ldc, stream);
+        const ptrdiff_t nextW = n - j0 - w < KDAD_BLOCK ? n - j0 - w : KDAD_BLOCK;
+        nn_panel(m, w, k, ap, panel, c + j0, ldc, KDAD_PREFETCH_NEXT ? b + j0 + w : NULL, k, nextW, ldb);
     }
-    if (stream) _mm_sfence();
 }
 
 static inline __attribute__((always_inline)) KDAD_AVX2 float hsum(__m256 v) {
@@ -181,80 +234,110 @@ static inline __attribute__((always_inline)) KDAD_AVX2 float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-enum { NT_MR = 4, NT_NR = 3 };  // 12 accumulators + 3 B vectors + 1 A vector = 16 ymm
+// 6 × 2 tiles: 12 accumulators + 2 vectors of the big panel + 1 of the small one = 15 ymm.
+enum { NT_SMALL = 6, NT_BIG = 2 };
 
-/// rows × cols (≤ 4 × 3) dot products over all strips of two packed panels (row r of panel A:
-/// 16 floats at a + s·ka·16 + r·16 per strip s), added into C.
+/// ns × nb (≤ 6 × 2) dot products over all strips between rows of the small panel S (row r of
+/// strip t: 16 floats at s + t·sstride + r·16) and rows of the big panel G; element (r, q) is
+/// added to c[r·ldcs + q·ldcb]. Each element is one 8-lane FMA chain over strips then halves,
+/// reduced by hsum — the same order whichever panel is the small one.
 static inline __attribute__((always_inline)) KDAD_AVX2
-void nt_tile(int rows, int cols, ptrdiff_t strips, const float *a, ptrdiff_t astride, const float *b,
-             ptrdiff_t bstride, float *c, ptrdiff_t ldc) {
-    __m256 acc[NT_MR][NT_NR];
-    for (int r = 0; r < NT_MR; r++) for (int s = 0; s < NT_NR; s++) acc[r][s] = _mm256_setzero_ps();
+void nt_tile(int ns, int nb, ptrdiff_t strips, const float *s, ptrdiff_t sstride, const float *g, ptrdiff_t gstride,
+             float *c, ptrdiff_t ldcs, ptrdiff_t ldcb) {
+    __m256 acc[NT_SMALL][NT_BIG];
+    for (int r = 0; r < NT_SMALL; r++) for (int q = 0; q < NT_BIG; q++) acc[r][q] = _mm256_setzero_ps();
     for (ptrdiff_t st = 0; st < strips; st++) {
-        const float *as = a + st * astride, *bs = b + st * bstride;
+        const float *ss = s + st * sstride, *gs = g + st * gstride;
         for (int h = 0; h < NR; h += 8) {
-            __m256 bv[NT_NR];
-            for (int s = 0; s < cols; s++) bv[s] = _mm256_load_ps(bs + s * NR + h);
-            for (int r = 0; r < rows; r++) {
-                const __m256 av = _mm256_load_ps(as + r * NR + h);
-                for (int s = 0; s < cols; s++) acc[r][s] = _mm256_fmadd_ps(av, bv[s], acc[r][s]);
+            __m256 gv[NT_BIG];
+            for (int q = 0; q < nb; q++) gv[q] = _mm256_load_ps(gs + q * NR + h);
+            for (int r = 0; r < ns; r++) {
+                const __m256 sv = _mm256_load_ps(ss + r * NR + h);
+                for (int q = 0; q < nb; q++) acc[r][q] = _mm256_fmadd_ps(sv, gv[q], acc[r][q]);
             }
         }
     }
-    for (int r = 0; r < rows; r++) for (int s = 0; s < cols; s++) c[r * ldc + s] += hsum(acc[r][s]);
+    for (int r = 0; r < ns; r++) for (int q = 0; q < nb; q++) c[r * ldcs + q * ldcb] += hsum(acc[r][q]);
 }
 
 /// C[ma × mb] += PA · PBᵀ for panels PA (ma rows) and PB (mb rows) with `strips` strips each.
+/// The panel with fewer rows takes the tile's 6 side and stays in L1 across a row of tiles; the
+/// other is streamed from L2 once per 6 of its partner's rows (the previous 4 × 3 tiles streamed
+/// the big panel ⌈small/3⌉ times: twice the L2 traffic for 24 and 144 channels).
+/// `pf0`, `pf1`: blocks to prefetch meanwhile (the next dY and X blocks; plans may be empty).
 static KDAD_AVX2 void nt_panels(ptrdiff_t ma, ptrdiff_t mb, ptrdiff_t strips, const float *pa, const float *pb,
-                                float *c, ptrdiff_t ldc) {
-    for (ptrdiff_t i = 0; i < ma; i += NT_MR) {
-        const ptrdiff_t rows = ma - i < NT_MR ? ma - i : NT_MR;
-        for (ptrdiff_t j = 0; j < mb; j += NT_NR) {
-            const ptrdiff_t cols = mb - j < NT_NR ? mb - j : NT_NR;
-            const float *ai = pa + i * NR, *bj = pb + j * NR;
-            float *cij = c + i * ldc + j;
-            if (rows == NT_MR && cols == NT_NR) nt_tile(NT_MR, NT_NR, strips, ai, ma * NR, bj, mb * NR, cij, ldc);
-            else nt_tile((int)rows, (int)cols, strips, ai, ma * NR, bj, mb * NR, cij, ldc);
+                                float *c, ptrdiff_t ldc, prefetch_plan *pf0, prefetch_plan *pf1) {
+    const int aIsSmall = ma <= mb;
+    const ptrdiff_t msmall = aIsSmall ? ma : mb, mbig = aIsSmall ? mb : ma;
+    const float *ps = aIsSmall ? pa : pb, *pg = aIsSmall ? pb : pa;
+    const ptrdiff_t ldcs = aIsSmall ? ldc : 1, ldcb = aIsSmall ? 1 : ldc;
+    for (ptrdiff_t i = 0; i < msmall; i += NT_SMALL) {
+        const int ns = msmall - i < NT_SMALL ? (int)(msmall - i) : NT_SMALL;
+        for (ptrdiff_t j = 0; j < mbig; j += NT_BIG) {
+            const int nb = mbig - j < NT_BIG ? (int)(mbig - j) : NT_BIG;
+            const float *si = ps + i * NR, *gj = pg + j * NR;
+            float *cij = c + i * ldcs + j * ldcb;
+            prefetch_some(pf0); prefetch_some(pf1);
+            // Constant tile sizes per call so the accumulators stay in registers.
+#define NT_CASE(S, B) case (S) * 4 + (B): nt_tile(S, B, strips, si, msmall * NR, gj, mbig * NR, cij, ldcs, ldcb); break;
+            switch (ns * 4 + nb) {
+            NT_CASE(6, 2) NT_CASE(6, 1) NT_CASE(5, 2) NT_CASE(5, 1) NT_CASE(4, 2) NT_CASE(4, 1)
+            NT_CASE(3, 2) NT_CASE(3, 1) NT_CASE(2, 2) NT_CASE(2, 1) NT_CASE(1, 2) NT_CASE(1, 1)
+            default: break;
+            }
+#undef NT_CASE
         }
     }
 }
 
 static KDAD_AVX2 void backward_avx2(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t n, const float *wt, const float *dy,
-                                    const float *x, ptrdiff_t ld, float *dx, float *dw, float *scratch, int stream) {
+                                    const float *x, ptrdiff_t ld, float *dx, float *dw, float *scratch) {
     const ptrdiff_t block = KDAD_BLOCK;
-    float *pdy = scratch, *px = scratch + cout * block;
+    float *pdy = scratch, *px = scratch + cout * block, *ap = px + cin * block;
+    if (dx) pack_a(cin, cout, wt, cout, ap);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += block) {
         const ptrdiff_t w = n - j0 < block ? n - j0 : block, strips = (w + NR - 1) / NR;
         // dY's block is packed once and read by both gradients while it sits in L2.
         pack_panel(cout, w, dy + j0, ld, pdy);
-        if (dx) nn_panel(cin, w, cout, wt, cout, pdy, dx + j0, ld, stream);
+        const ptrdiff_t nextW = n - j0 - w < block ? n - j0 - w : block;
+        if (dx) nn_panel(cin, w, cout, ap, pdy, dx + j0, ld, KDAD_PREFETCH_NEXT ? dy + j0 + w : NULL, cout, nextW, ld);
         if (dw) {
             pack_panel(cin, w, x + j0, ld, px);
-            nt_panels(cout, cin, strips, pdy, px, dw, cin);
+            // The next X block always, the next dY block unless the dX pass fetched it already.
+            const ptrdiff_t small = cout < cin ? cout : cin, big = cout < cin ? cin : cout;
+            const ptrdiff_t tiles = ((small + NT_SMALL - 1) / NT_SMALL) * ((big + NT_BIG - 1) / NT_BIG);
+            prefetch_plan nextX = make_prefetch_plan(KDAD_PREFETCH_NEXT ? x + j0 + w : NULL, cin, nextW, ld, tiles);
+            prefetch_plan nextDY = make_prefetch_plan(KDAD_PREFETCH_NEXT && !dx ? dy + j0 + w : NULL, cout, nextW, ld, tiles);
+            nt_panels(cout, cin, strips, pdy, px, dw, cin, &nextX, &nextDY);
         }
     }
-    if (stream) _mm_sfence();
 }
 
 #endif  // KDAD_X86
 
+ptrdiff_t kdad_gemm_nn_smallk_scratch_floats(ptrdiff_t m, ptrdiff_t k) {
+    return (ptrdiff_t)KDAD_PANEL_COLUMNS * k + (m + 5) / 6 * 6 * k;
+}
+
+ptrdiff_t kdad_pointwise_backward_scratch_floats(ptrdiff_t cin, ptrdiff_t cout) {
+    return (ptrdiff_t)KDAD_PANEL_COLUMNS * (cin + cout) + (cin + 5) / 6 * 6 * cout;
+}
+
 void kdad_gemm_nn_smallk(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
-                         const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *scratch, int stream_stores) {
+                         const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *scratch) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float)); return; }
 #if KDAD_X86
-    if (kdad_kernels_use_avx2() && ((uintptr_t)scratch & 63) == 0) { nn_avx2(m, n, k, a, lda, b, ldb, c, ldc, scratch, stream_stores); return; }
+    if (kdad_kernels_use_avx2() && ((uintptr_t)scratch & 63) == 0) { nn_avx2(m, n, k, a, lda, b, ldb, c, ldc, scratch); return; }
 #endif
-    (void)stream_stores;
     nn_portable(m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 void kdad_pointwise_backward(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t n, const float *wt, const float *dy,
-                             const float *x, ptrdiff_t ld, float *dx, float *dw, float *scratch, int stream_stores) {
+                             const float *x, ptrdiff_t ld, float *dx, float *dw, float *scratch) {
     if (n <= 0 || cin <= 0 || cout <= 0) return;
 #if KDAD_X86
-    if (kdad_kernels_use_avx2() && ((uintptr_t)scratch & 63) == 0) { backward_avx2(cin, cout, n, wt, dy, x, ld, dx, dw, scratch, stream_stores); return; }
+    if (kdad_kernels_use_avx2() && ((uintptr_t)scratch & 63) == 0) { backward_avx2(cin, cout, n, wt, dy, x, ld, dx, dw, scratch); return; }
 #endif
-    (void)stream_stores;
     backward_portable(cin, cout, n, wt, dy, x, ld, dx, dw);
 }

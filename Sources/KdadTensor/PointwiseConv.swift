@@ -6,9 +6,10 @@ import CKernels
 /// Why: with K = 24-144 input channels each output element costs only 48-288 FLOPs, so these
 /// convolutions are bound by memory traffic and, on OpenBLAS, by per-call packing and thread
 /// start-up (16 calls per batch, each an OpenBLAS parallel region). Here one image's `C×HW` slab
-/// is the operand as it lies in memory (no packing), the work is split over (image, column chunk)
-/// units on our own threads, and the backward pass reads the output gradient once for both
-/// gradients (dX = Wᵀ·dY and dW += dY·Xᵀ on the same L2-resident column block).
+/// is the operand where it lies (packed 256 columns at a time, the next block prefetched while
+/// one computes), the work is split over (image, column chunk) units on our own threads, and the
+/// backward pass reads the output gradient once for both gradients (dX = Wᵀ·dY and dW += dY·Xᵀ
+/// on the same L2-resident column block).
 ///
 /// Determinism: every output element of the forward pass and of dX is one fixed-order sum, and
 /// dW is summed per unit and then over units in unit order, where the units depend only on the
@@ -17,10 +18,6 @@ enum PointwiseConv {
     /// Measured range (K = 24-240 in EfficientNet); wider layers stay on OpenBLAS, whose blocked
     /// k loop suits large K better than our single pass over a K × 256 panel.
     static let maxChannelsPerGroup = 256
-    /// Outputs at least this large are written with non-temporal stores: they do not fit the
-    /// cache with the input anyway, and skipping the read-for-ownership saves a third of the
-    /// traffic (measured: see Docs/tensor.md).
-    static let streamingStoreBytes = 24 << 20
 
     /// 64-byte aligned scratch for the packed panels (the AVX2 kernels use aligned loads on it).
     static func allocateScratch(floats: Int) -> UnsafeMutablePointer<Float> {
@@ -44,10 +41,10 @@ enum PointwiseConv {
     static func forward(_ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         output: UnsafeMutablePointer<Float>) {
         let hw = g.height * g.width, chunks = columnChunks(g)
-        let stream: Int32 = g.batch * g.outChannels * hw * 4 >= streamingStoreBytes ? 1 : 0
         let units = g.batch * g.groups * chunks.count
+        let scratchFloats = kdad_gemm_nn_smallk_scratch_floats(g.outPerGroup, g.inPerGroup)
         Parallel.forRange(units) { range in
-            let panel = allocateScratch(floats: Int(KDAD_PANEL_COLUMNS) * g.inPerGroup)
+            let panel = allocateScratch(floats: scratchFloats)
             defer { panel.deallocate() }
             for unit in range {
                 let image = unit / (g.groups * chunks.count), grp = (unit / chunks.count) % g.groups
@@ -56,7 +53,7 @@ enum PointwiseConv {
                 let dst = output + (image * g.outChannels + grp * g.outPerGroup) * hw + cols.lowerBound
                 kdad_gemm_nn_smallk(g.outPerGroup, cols.count, g.inPerGroup,
                                     weight + grp * g.outPerGroup * g.inPerGroup, g.inPerGroup,
-                                    src, hw, dst, hw, panel, stream)
+                                    src, hw, dst, hw, panel)
             }
         }
     }
@@ -83,9 +80,9 @@ enum PointwiseConv {
         // One dW partial per unit, summed in unit order afterwards.
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: gradWeight == nil ? 0 : units * perGroup)
         defer { partials.deallocate() }
-        let stream: Int32 = g.batch * g.inChannels * hw * 4 >= streamingStoreBytes ? 1 : 0
+        let scratchFloats = kdad_pointwise_backward_scratch_floats(cin, cout)
         Parallel.forRange(units) { range in
-            let panels = allocateScratch(floats: Int(KDAD_PANEL_COLUMNS) * (cin + cout))
+            let panels = allocateScratch(floats: scratchFloats)
             defer { panels.deallocate() }
             for unit in range {
                 let image = unit / (g.groups * chunks.count), grp = (unit / chunks.count) % g.groups
@@ -96,7 +93,7 @@ enum PointwiseConv {
                 let partial: UnsafeMutablePointer<Float>? = gradWeight == nil ? nil : partials + unit * perGroup
                 partial?.update(repeating: 0, count: perGroup)
                 kdad_pointwise_backward(cin, cout, cols.count, transposed + grp * perGroup, dy, x, hw, dx, partial,
-                                        panels, stream)
+                                        panels)
             }
         }
         guard let gradWeight else { return }
