@@ -97,28 +97,35 @@ public enum AnomalyMaps {
         return k < n ? k : period - 1 - k
     }
 
-    /// Separable Gaussian in place: rows, then columns, on a padded copy of each line.
+    /// Separable Gaussian in place: rows, then columns. Every output pixel sums its taps in kernel
+    /// order starting from 0 (the order of a plain per-pixel loop), but the loops run along x with
+    /// the tap outermost, so the compiler vectorises them; the column pass reads whole rows instead
+    /// of striding down columns.
     static func smooth(_ map: UnsafeMutablePointer<Float>, height: Int, width: Int, kernel: [Float]) {
         let radius = kernel.count / 2
-        var line = [Float](repeating: 0, count: max(height, width) + 2 * radius)
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: width + 2 * radius)
+        let accumulator = UnsafeMutablePointer<Float>.allocate(capacity: width)
+        let copy = UnsafeMutablePointer<Float>.allocate(capacity: height * width)
+        defer { padded.deallocate(); accumulator.deallocate(); copy.deallocate() }
         kernel.withUnsafeBufferPointer { k in
-            line.withUnsafeMutableBufferPointer { buffer in
-                let padded = buffer.baseAddress!
-                func filter(count: Int, load: (Int) -> Float, store: (Int, Float) -> Void) {
-                    for j in 0..<(count + 2 * radius) { padded[j] = load(mirror(j - radius, count)) }
-                    for x in 0..<count {
-                        var s: Float = 0
-                        for t in 0..<k.count { s += k[t] * padded[x + t] }
-                        store(x, s)
-                    }
+            for y in 0..<height {
+                let row = map + y * width
+                for j in 0..<(width + 2 * radius) { padded[j] = row[mirror(j - radius, width)] }
+                accumulator.update(repeating: 0, count: width)
+                for t in 0..<k.count {
+                    let weight = k[t], source = padded + t
+                    for x in 0..<width { accumulator[x] += weight * source[x] }
                 }
-                for y in 0..<height {
-                    let row = map + y * width
-                    filter(count: width, load: { row[$0] }, store: { row[$0] = $1 })
+                row.update(from: accumulator, count: width)
+            }
+            copy.update(from: map, count: height * width)
+            for y in 0..<height {
+                accumulator.update(repeating: 0, count: width)
+                for t in 0..<k.count {
+                    let weight = k[t], source = copy + mirror(y + t - radius, height) * width
+                    for x in 0..<width { accumulator[x] += weight * source[x] }
                 }
-                for x in 0..<width {
-                    filter(count: height, load: { map[$0 * width + x] }, store: { map[$0 * width + x] = $1 })
-                }
+                (map + y * width).update(from: accumulator, count: width)
             }
         }
     }
