@@ -63,7 +63,7 @@ struct ReportModel: Sendable {
     var quarantined: [ReportQuarantined]
     var lots: [ReportLot]
     var threshold: ThresholdResult
-    /// Earlier runs, newest first (this run excluded).
+    /// Earlier runs, newest first (this run excluded; `build` sorts them).
     var history: [ReportHistoryEntry]
     /// Indices into `images`: the gallery (most anomalous first) and each lot's gallery.
     var gallery: [Int]
@@ -90,6 +90,7 @@ struct ReportModel: Sendable {
             ReportImage(key: row.key, lot: row.lot, night: night(ofKey: row.key), source: row.source, score: row.score,
                         defective: Double(row.score) > threshold.value, label: row.label, defectType: row.defectType)
         }
+        let history = history.sorted { ($0.generatedAt, $0.runID) > ($1.generatedAt, $1.runID) }
         var byLot: [String: [Int]] = [:]
         for (index, image) in images.enumerated() { byLot[image.lot, default: []].append(index) }
         var quarantinedByLot: [String: Int] = [:]
