@@ -69,7 +69,7 @@ public struct ReportStage: Stage {
         for index in model.overlayIndices { model.images[index].overlay = ReportModel.overlayName(forKey: model.images[index].key) }
 
         let checkpoint = "\(score.params["checkpoint"]?.stringValue ?? "best").safetensors"
-        let (weightsName, weightsHash) = Self.teacherWeights(description.teacher)
+        let (weightsName, weightsHash) = Self.teacherWeights(description.teacher, cacheDirectory: work.appendingPathComponent("cache"))
         let provenance = ReportProvenance(
             kdadVersion: KdadVersion.current, job: context.job.name,
             manifest: context.job.displayName, manifestSHA256: try SHA256.hex(ofFileAt: context.job.url),
@@ -115,13 +115,29 @@ public struct ReportStage: Stage {
     }
 
     /// The teacher's weight file name and SHA-256 (the features stage loads it from the weight cache).
-    static func teacherWeights(_ teacher: String) -> (String, String) {
+    /// The digest is remembered in `cacheDirectory` by (path, size, modification time), as the input
+    /// catalog does for images, so each report does not rehash tens of megabytes.
+    static func teacherWeights(_ teacher: String, cacheDirectory: URL) -> (String, String) {
         guard let variant = FeaturesStage.teachers[teacher] else { return ("unknown", "unknown (teacher '\(teacher)')") }
+        let url: URL
+        do { url = try WeightCache.url(for: variant.cacheName) } catch { return ("unavailable", "unavailable (\(error))") }
+        let attributes = (try? FileManager.default.attributesOfItem(atPath: url.path)) ?? [:]
+        let size = (attributes[.size] as? Int) ?? -1
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let stamp = "\(url.path)\t\(size)\t\(modified)"
+        let memo = cacheDirectory.appendingPathComponent("weights-sha256.json")
+        var known = ((try? Data(contentsOf: memo)).flatMap { try? JSONDecoder().decode([String: String].self, from: $0) }) ?? [:]
+        if let digest = known[stamp] { return (url.lastPathComponent, digest) }
         do {
-            let url = try WeightCache.url(for: variant.cacheName)
-            return (url.lastPathComponent, try SHA256.hex(ofFileAt: url))
+            let digest = try SHA256.hex(ofFileAt: url)
+            known[stamp] = digest
+            try? FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if let data = try? encoder.encode(known) { try? AtomicFile.write(data, to: memo) }
+            return (url.lastPathComponent, digest)
         } catch {
-            return ("unavailable", "unavailable (\(error))")
+            return (url.lastPathComponent, "unreadable (\(error))")
         }
     }
 }
