@@ -284,6 +284,22 @@ final class ReportStageTests: XCTestCase {
         }
     }
 
+    func testScoreSkipsARoleTheFeatureCacheLacksAndTheThresholdSaysWhatToAdd() throws {
+        let (job, _) = try makeJob("kdad-report-noval-cache", images: 21)
+        addTeardownBlock { try? FileManager.default.removeItem(at: job.root) }
+        let pipeline = DistillationJob.pipeline(epochs: 1).replacingOccurrences(of: "batch_size: 5\n", with: "batch_size: 5\n        roles: [train, score]\n")
+        XCTAssertNotEqual(pipeline, DistillationJob.pipeline(epochs: 1))
+        try job.setPipeline(pipeline + Self.reportStages)
+        XCTAssertThrowsError(try job.run()) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("stage 'threshold' failed") && message.contains("'val' in the features stage's roles"), message)
+        }
+        let score = try DistillationSupport.record(ofStage: "score", workDirectory: job.work)
+        XCTAssertTrue(score.headline.contains("role val skipped: not in the feature cache 'features'"), score.headline)
+        XCTAssertEqual(score.counts["val_scored"], 0)
+        XCTAssertGreaterThan(score.counts["scored"] ?? 0, 0)
+    }
+
     /// The coreutils digest (an independent implementation, and fast in a debug build).
     func sha256sum(_ url: URL) throws -> String {
         let process = Process()
