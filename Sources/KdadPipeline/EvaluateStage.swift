@@ -2,7 +2,7 @@ import Foundation
 import KdadMetrics
 import KdadShards
 
-/// Detection metrics of the scored images that have labels: image AUROC, pixel AUROC and PRO (when
+/// Detection metrics of the scored images (role `score`) that have labels: image AUROC, pixel AUROC and PRO (when
 /// every defective image has a mask), image F1-max; overall, per lot and per defect type, with
 /// KdadMetrics. Writes `metrics.json` in the stage directory and a copy at `WORK_DIR/metrics.json`.
 /// Without labelled images (or without both good and defective ones) it records why and writes no
@@ -17,7 +17,7 @@ public struct EvaluateStage: Stage {
         make: { EvaluateStage(definition: $0) })
 
     public let definition: StageDefinition
-    public var codeVersion: String { "evaluate-1" }
+    public var codeVersion: String { "evaluate-2" }
 
     public func externalInputs(job: JobManifest) throws -> JSONValue { .null }
 
@@ -49,6 +49,8 @@ struct PreparedEvaluate: PreparedStage {
         for shard in shards {
             try ShardReader(url: scoreDirectory.appendingPathComponent(shard)).forEachRecord { record in
                 let row = try record.decodeMetadata(ScoreRow.self)
+                // Only the images to judge: `val` images are defect-free by construction (threshold reference).
+                guard row.role == "score" else { return }
                 guard let label = row.label else { unlabelled += 1; return }
                 labelled += 1
                 if label == "good" { goods += 1 } else {
@@ -69,7 +71,7 @@ struct PreparedEvaluate: PreparedStage {
         for shard in shards {
             try ShardReader(url: scoreDirectory.appendingPathComponent(shard)).forEachRecord { record in
                 let row = try record.decodeMetadata(ScoreRow.self)
-                guard let label = row.label else { return }
+                guard row.role == "score", let label = row.label else { return }
                 let image = EvaluatedImage(id: row.key, score: row.score, isDefect: label != "good", defectType: row.defectType, lot: row.lot)
                 guard withPixels, let map = record.tensor(named: "anomaly_map"), map.shape.count == 3 else {
                     try evaluator.add(image)

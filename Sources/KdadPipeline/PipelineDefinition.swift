@@ -66,7 +66,8 @@ public struct StageKindRegistry: Sendable {
     }
 
     /// The stages kdad ships.
-    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind, FeaturesStage.kind, TrainStage.kind, ScoreStage.kind, EvaluateStage.kind])
+    public static let standard = StageKindRegistry([IngestStage.kind, ResizeStage.kind, FeaturesStage.kind, TrainStage.kind, ScoreStage.kind, EvaluateStage.kind,
+                                                           ThresholdStage.kind, ReportStage.kind])
 }
 
 /// One stage as declared in a pipeline file, with params validated and defaults filled in.

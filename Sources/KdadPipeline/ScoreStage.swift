@@ -3,7 +3,8 @@ import KdadMethods
 import KdadShards
 import KdadTensor
 
-/// Scores every `score` image with the trained student: per-layer distance maps combined into one
+/// Scores the images of the chosen roles (default `val` and `score`: the held-out defect-free `val`
+/// images give the threshold stage its reference scores) with the trained student: per-layer distance maps combined into one
 /// anomaly map at the resized image size (`AnomalyMaps.combine`), stored as Float16 in shards (one
 /// unit per feature shard, so memory stays flat however many images there are), plus `scores.csv`
 /// and `scores.jsonl`. Each map record also carries the ground-truth mask, when the image has one,
@@ -20,12 +21,14 @@ public struct ScoreStage: Stage {
             ParamSpec("border_ignore", .int(0...4096), default: .int(0), help: "pixels at each edge excluded from the image score"),
             ParamSpec("batch_size", .int(1...4096), default: .int(16), help: "images per student forward pass"),
             ParamSpec("compression_level", .int(1...19), default: .int(3), help: "zstd level of the map shards"),
+            ParamSpec("roles", .stringList(allowed: ["val", "score"]), default: .array(["val", "score"].map(JSONValue.string)),
+                      help: "image roles to score (a role the feature cache lacks is skipped with a note)"),
         ],
         upstreamKinds: ["train"],
         make: { ScoreStage(definition: $0) })
 
     public let definition: StageDefinition
-    public var codeVersion: String { "score-1" }
+    public var codeVersion: String { "score-2" }
 
     public func externalInputs(job: JobManifest) throws -> JSONValue { .null }
 
@@ -39,8 +42,12 @@ public struct ScoreStage: Stage {
         guard let featuresName = train.record.upstream.keys.first else { throw fail("the train stage record names no feature stage") }
         let featuresDirectory = DistillationSupport.stageDirectory(featuresName, workDirectory: work)
         let description = try FeatureCacheDescription.load(from: featuresDirectory)
-        guard description.roles.contains("score") else {
-            throw fail("the feature cache '\(featuresName)' does not hold the 'score' images (its roles: \(description.roles.joined(separator: ", ")); add 'score')")
+        // Roles the cache lacks are skipped (and said so in the headline); 'score' itself is required.
+        let requested = definition.strings("roles")
+        let roles = requested.filter(description.roles.contains)
+        let missingRoles = requested.filter { !description.roles.contains($0) }
+        guard roles.contains("score") else {
+            throw fail("the feature cache '\(featuresName)' does not hold the 'score' images (its roles: \(description.roles.joined(separator: ", ")); add 'score'), or the score stage's 'roles' omit 'score'")
         }
         let resize = try DistillationSupport.record(ofStage: description.imagesStage, workDirectory: work)
         guard let ingestName = resize.upstream.keys.first else { throw fail("the resize stage record names no ingest stage") }
@@ -65,13 +72,14 @@ public struct ScoreStage: Stage {
         do { try mapConfig.validate() } catch { throw fail("\(error)") }
         // Items per unit, for progress (counts only, read once here).
         var counts: [Int] = []
-        for shard in description.shards.indices { counts.append(try data.items(inShard: shard, roles: ["score"]).count) }
+        for shard in description.shards.indices { counts.append(try data.items(inShard: shard, roles: Set(roles)).count) }
         let geometry = MaskGeometry(size: resize.params["size"]?.intValue ?? 256, crop: resize.params["crop"]?.intValue,
                                     keepAspect: resize.params["keep_aspect"]?.boolValue ?? false)
         return PreparedScore(description: description, featuresDirectory: featuresDirectory, workDirectory: work,
                              ingestDirectory: DistillationSupport.stageDirectory(ingestName, workDirectory: work),
                              method: method, student: StudentBox(student), mapConfig: mapConfig, geometry: geometry, counts: counts,
-                             batchSize: definition.int("batch_size"), compressionLevel: definition.int("compression_level"), lock: NetworkLock())
+                             batchSize: definition.int("batch_size"), compressionLevel: definition.int("compression_level"), lock: NetworkLock(),
+                             roles: roles, missingRoles: missingRoles, featuresName: featuresName)
     }
 
     /// The method configuration a training checkpoint was made with (safetensors metadata).
@@ -122,7 +130,9 @@ final class StudentBox: @unchecked Sendable {
     init(_ method: any DistillationMethod) { self.method = method }
 }
 
-/// One scored image, as listed in `scores.csv`/`scores.jsonl`.
+/// One scored image, as listed in `scores.csv`/`scores.jsonl`. `role` is `val` (held-out defect-free
+/// images, the threshold's reference) or `score` (the images to judge); rows written before roles
+/// were recorded decode as `score`, the only role scored then.
 struct ScoreRow: Codable, Sendable {
     var key: String
     var lot: String
@@ -130,10 +140,28 @@ struct ScoreRow: Codable, Sendable {
     var split: String?
     var label: String?
     var defectType: String?
+    var role: String
     var score: Float
     enum CodingKeys: String, CodingKey {
-        case key, lot, source, split, label, score
+        case key, lot, source, split, label, role, score
         case defectType = "defect_type"
+    }
+
+    init(key: String, lot: String, source: String, split: String?, label: String?, defectType: String?, role: String, score: Float) {
+        self.key = key; self.lot = lot; self.source = source; self.split = split; self.label = label
+        self.defectType = defectType; self.role = role; self.score = score
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        key = try c.decode(String.self, forKey: .key)
+        lot = try c.decode(String.self, forKey: .lot)
+        source = try c.decode(String.self, forKey: .source)
+        split = try c.decodeIfPresent(String.self, forKey: .split)
+        label = try c.decodeIfPresent(String.self, forKey: .label)
+        defectType = try c.decodeIfPresent(String.self, forKey: .defectType)
+        role = try c.decodeIfPresent(String.self, forKey: .role) ?? "score"
+        score = try c.decode(Float.self, forKey: .score)
     }
 }
 
@@ -150,6 +178,10 @@ struct PreparedScore: PreparedStage {
     let batchSize: Int
     let compressionLevel: Int
     let lock: NetworkLock
+    /// Roles scored, and requested roles the feature cache does not hold (skipped).
+    let roles: [String]
+    let missingRoles: [String]
+    let featuresName: String
 
     var unitCount: Int { description.shards.count }
     func itemCount(ofUnit index: Int) -> Int { counts[index] }
@@ -160,7 +192,7 @@ struct PreparedScore: PreparedStage {
         // Each unit reads through its own readers (units may run concurrently).
         let data = try CachedFeatures(description: description, featuresDirectory: featuresDirectory, workDirectory: workDirectory,
                                       layers: method.layers, needsImages: method.kind == "forward")
-        let items = try data.items(inShard: index, roles: ["score"])
+        let items = try data.items(inShard: index, roles: Set(roles))
         let resizedReader = try data.imageReader(index)
         let ingestReader = try ShardReader(url: ingestDirectory.appendingPathComponent("images-" + description.shards[index].dropFirst("features-".count)))
         var entries: [JSONValue] = []
@@ -192,7 +224,7 @@ struct PreparedScore: PreparedStage {
                     }
                     let p = item.provenance
                     let row = ScoreRow(key: item.key, lot: p.lot, source: p.source, split: p.split, label: p.label,
-                                       defectType: p.defectType, score: scores[position])
+                                       defectType: p.defectType, role: p.role, score: scores[position])
                     let metadata = try IngestJSON.value(row)
                     try writer.append(ShardRecord(key: item.key, metadata: Data(metadata.canonicalText.utf8), tensors: tensors))
                     entries.append(metadata)
@@ -216,25 +248,34 @@ struct PreparedScore: PreparedStage {
             guard let value else { return "" }
             return value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
         }
-        var csv = "key,lot,source,split,label,defect_type,score\n"
+        var csv = "key,lot,source,split,label,defect_type,role,score\n"
         var jsonl = ""
         for row in rows {
             // %.9g round-trips a Float exactly.
             let score = String(format: "%.9g", row.score)
-            csv += [row.key, row.lot, row.source, row.split, row.label, row.defectType].map(csvField).joined(separator: ",") + ",\(score)\n"
+            csv += [row.key, row.lot, row.source, row.split, row.label, row.defectType, row.role].map(csvField).joined(separator: ",") + ",\(score)\n"
             jsonl += try IngestJSON.value(row).canonicalText + "\n"
         }
         try output.write("scores.csv", data: Data(csv.utf8))
         try output.write("scores.jsonl", data: Data(jsonl.utf8))
-        let sorted = rows.map(\.score).sorted()
+        let sorted = rows.filter { $0.role == "score" }.map(\.score).sorted()
+        let valCount = rows.filter { $0.role == "val" }.count
         var info: [String: JSONValue] = ["method": .string(method.kind), "image_score": .string(mapConfig.imageScore),
                                          "border_ignore": .int(mapConfig.borderIgnore), "gaussian_sigma": .double(mapConfig.gaussianSigma)]
         if !sorted.isEmpty {
             info["score_min"] = .double(Double(sorted.first!)); info["score_median"] = .double(Double(sorted[sorted.count / 2]))
             info["score_max"] = .double(Double(sorted.last!))
         }
-        let headline = rows.isEmpty ? "no images to score"
-            : String(format: "%d images scored (score median %.4g, max %.4g)", rows.count, sorted[sorted.count / 2], sorted.last!)
-        return StageSummary(counts: ["scored": rows.count], info: info, headline: headline)
+        info["roles"] = .array(roles.map(JSONValue.string))
+        var headline = sorted.isEmpty ? "no images to score"
+            : String(format: "%d images scored (score median %.4g, max %.4g)", sorted.count, sorted[sorted.count / 2], sorted.last!)
+        if roles.contains("val") { headline += ", \(valCount) val images scored for the threshold" }
+        if !missingRoles.isEmpty {
+            let note = "role\(missingRoles.count == 1 ? "" : "s") \(missingRoles.joined(separator: ", ")) skipped: not in the feature cache '\(featuresName)' (add to its roles)"
+            info["skipped_roles"] = .string(note)
+            headline += "; " + note
+        }
+        // `scored` counts the images to judge (role score), as before roles existed; `val_scored` the rest.
+        return StageSummary(counts: ["scored": sorted.count, "val_scored": valCount], info: info, headline: headline)
     }
 }

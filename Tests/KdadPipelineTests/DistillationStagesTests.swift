@@ -145,15 +145,19 @@ final class DistillationStagesTests: XCTestCase {
         // Scores: one row per score image, the map's max (border_ignore 0, score = max) is the score.
         let scoreDir = stages.appendingPathComponent("score")
         let csv = try String(contentsOf: scoreDir.appendingPathComponent("scores.csv"), encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(csv.first, "key,lot,source,split,label,defect_type,score")
-        XCTAssertEqual(csv.count - 1, ingest.counts["role_score"])
+        XCTAssertEqual(csv.first, "key,lot,source,split,label,defect_type,role,score")
+        // Default roles [val, score]: the val images are scored too (the threshold's reference).
+        XCTAssertEqual(csv.count - 1, (ingest.counts["role_score"] ?? 0) + (ingest.counts["role_val"] ?? 0))
+        XCTAssertEqual(csv.dropFirst().filter { $0.split(separator: ",", omittingEmptySubsequences: false)[6] == "score" }.count, ingest.counts["role_score"])
+        XCTAssertEqual(outcomes[4].record.counts["scored"], ingest.counts["role_score"])
+        XCTAssertEqual(outcomes[4].record.counts["val_scored"], ingest.counts["role_val"])
         let jsonl = try String(contentsOf: scoreDir.appendingPathComponent("scores.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(jsonl.count, csv.count - 1)
         var scoreByKey: [String: Float] = [:]
         for line in csv.dropFirst() {
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-            XCTAssertEqual(fields.count, 7, String(line))
-            scoreByKey[String(fields[0])] = Float(fields[6])
+            XCTAssertEqual(fields.count, 8, String(line))
+            scoreByKey[String(fields[0])] = Float(fields[7])
         }
         let maps = try outcomes[4].record.files.keys.filter { $0.hasPrefix("maps-") }.sorted().flatMap { try records(scoreDir.appendingPathComponent($0)) }
         XCTAssertEqual(maps.count, csv.count - 1)
@@ -184,6 +188,7 @@ final class DistillationStagesTests: XCTestCase {
         var good: [Float] = [], bad: [Float] = []
         for record in maps {
             let row = try record.decodeMetadata(ScoreRow.self)
+            guard row.role == "score" else { continue }  // evaluate judges only the score images
             if row.label == "good" { good.append(row.score) } else { bad.append(row.score) }
         }
         var wins = 0.0

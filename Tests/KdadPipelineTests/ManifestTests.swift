@@ -200,7 +200,7 @@ final class ManifestTests: XCTestCase {
         let url = SharedData.packageRoot.appendingPathComponent("manifests/mtd.yaml")
         let runner = try PipelineRunner.load(manifest: url)
         XCTAssertEqual(runner.job.name, "mtd")
-        XCTAssertEqual(runner.pipeline.stages.map(\.kind), ["ingest", "resize", "features", "train", "score", "evaluate"])
+        XCTAssertEqual(runner.pipeline.stages.map(\.kind), ["ingest", "resize", "features", "train", "score", "evaluate", "threshold", "report"])
         XCTAssertEqual(runner.job.train, .splits(["train"]))
         XCTAssertEqual(runner.job.score, .splits(["test"]))
     }
