@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "KdadMetrics"),
         // Manifests, stage graph, resumable runner, ingest and resize stages.
         .target(name: "KdadPipeline", dependencies: [
-            "KdadSupport", "KdadImage", "KdadShards", "CZstd", "KdadTensor", "KdadNN", "KdadMethods", "KdadMetrics",
+            "KdadSupport", "KdadImage", "KdadShards", "CZstd", "KdadTensor", "KdadNN", "KdadWeights", "KdadMethods", "KdadMetrics",
             .product(name: "Yams", package: "Yams"),
         ]),
 

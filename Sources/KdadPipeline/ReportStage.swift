@@ -4,7 +4,7 @@ import KdadNN
 import KdadShards
 import KdadWeights
 
-/// kdad's release version, for report provenance (the `kdad` executable's `--version` says the same).
+/// kdad's release version: report provenance and the `kdad` executable's `--version`.
 public enum KdadVersion {
     public static let current = "0.1.0"
 }

@@ -1,8 +1,10 @@
 import ArgumentParser
+import KdadPipeline
 
 /// The kdad command line (entry point: ProcessEnvironment.swift). Subcommands live in files of their own.
 struct Kdad: AsyncParsableCommand {
-    static let version = "0.1.0"
+    /// One version string for `--version` and report provenance.
+    static let version = KdadVersion.current
 
     static let configuration = CommandConfiguration(
         commandName: "kdad",
