@@ -145,8 +145,8 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
     }
 
     // The full job's choices (Docs/quickstart.md "Why these settings" has the measurements).
-    /// The teacher's input side: the archive's own 128 px (upsampling to 256 cost 6x the training time
-    /// for +0.02 image AUROC).
+    /// The teacher's input side: demo-data's default 128 px (upsampling to 256 cost ~6x the training
+    /// time for +0.02 image AUROC).
     public static let inputSide = 128
     /// Shallow Lite0 blocks (strides 4, 8, 16: 32², 16², 8² maps at 128 px): the demo's defects are a
     /// few pixels wide, and the deep blocks 7/10/14 that suit MTD at 256 px see only 8² and 4² maps here.
@@ -161,7 +161,7 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
 
     static var fullJobText: String {
         """
-        # Demo pipeline: the whole job on the demo archive (about a minute or two of training on 2 cores).
+        # Demo pipeline: the whole job on the demo archive (a few minutes on 2 cores, mostly training).
         # Written by `kdad demo-data`; Docs/quickstart.md explains each choice with measurements.
         pipeline:
           name: demo
@@ -174,7 +174,7 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
               kind: resize
               depends_on: ingest
               params:
-                size: \(inputSide)                  # the archive's own side: no crop, defects may lie near the edge
+                size: \(inputSide)                # demo-data's default side; no crop: defects may lie near the edge
                 method: area
                 channels: 3
                 normalization: imagenet      # the teacher's own
