@@ -153,7 +153,8 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
     public static let teacherLayers = ["block02", "block04", "block07"]
     /// RD4AD-style: trains on the feature cache alone, several times faster per epoch than `forward`.
     public static let method = "reverse"
-    public static let epochs = 20
+    /// 40, not 20: image AUROC 0.866 → 0.932 (validation loss still falling at 20) for twice the time.
+    public static let epochs = 40
     /// Excluded from the image score at each edge: TF "SAME" padding makes the outermost pixels of
     /// every map noisy; the defects are drawn at least 15% of the side inside the part.
     public static let borderIgnore = 4
