@@ -13,8 +13,9 @@ KDAD="$(swift build -c release --show-bin-path)/kdad"
 DEMO=work/demo
 ARGS="--seed ${KDAD_DEMO_SEED:-1} ${KDAD_DEMO_ARGS:-}"
 STAMP="$DEMO/.demo-data-args"
-# The stamp also hashes the generator's source, so a changed generator rewrites the data.
-WANT="demo-data $ARGS $(sha256sum Sources/KdadPipeline/DemoDataset.swift | cut -c1-16)"
+# The stamp also hashes the generator's source (images and pipeline text) and the command's, so a
+# changed generator or demo pipeline rewrites the data.
+WANT="demo-data $ARGS $(cat Sources/KdadPipeline/DemoDataset.swift Sources/kdad/DemoData.swift | sha256sum | cut -c1-16)"
 
 if [ -f "$DEMO/demo.yaml" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "demo: reusing $DEMO ($ARGS)"
@@ -25,6 +26,8 @@ else
   echo "$WANT" > "$STAMP"   # written last: an interrupted generation is redone
 fi
 
+# The job: ingest, resize, features, train, score, evaluate (pipeline written by demo-data; threshold and
+# report stages join it when they exist). Stage times are in `kdad status` and $DEMO/work/events.jsonl.
 "$KDAD" run "$DEMO/demo.yaml"
 "$KDAD" status "$DEMO/demo.yaml"
 
@@ -39,4 +42,12 @@ if [ -d "$DEMO/work/stages" ]; then
     shards="$(find "$stage" -maxdepth 1 -type f -name '*.shard' | wc -l)"
     echo "  ${stage%/}  ($shards shards) $files"
   done
+fi
+echo
+# Results: each line only when the file exists (a report stage writes report/index.html once it is in the pipeline).
+if [ -f "$DEMO/work/metrics.json" ]; then
+  echo "metrics:       $DEMO/work/metrics.json  (image/pixel AUROC, PRO, F1-max; overall, per lot, per defect type)"
+fi
+if [ -f "$DEMO/work/report/index.html" ]; then
+  echo "report:        $DEMO/work/report/index.html"
 fi

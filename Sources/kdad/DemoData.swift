@@ -47,7 +47,7 @@ struct DemoData: AsyncParsableCommand {
 
     func run() async throws {
         let summary = try DemoDataset.write(to: URL(fileURLWithPath: directory), images: images, side: side, lots: lots,
-                                            nights: nights, seed: seed, archive: !folder)
+                                            nights: nights, seed: seed, archive: !folder, pipeline: .fullJob)
         print("wrote \(summary.images) images (\(summary.defective) defective) of \(side)x\(side) px in \(summary.lots) "
               + "lot\(summary.lots == 1 ? "" : "s") over \(summary.nights) night\(summary.nights == 1 ? "" : "s"); "
               + "manifest: \(summary.manifest.path)")
