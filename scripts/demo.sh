@@ -26,8 +26,8 @@ else
   echo "$WANT" > "$STAMP"   # written last: an interrupted generation is redone
 fi
 
-# The job: ingest, resize, features, train, score, evaluate (pipeline written by demo-data; threshold and
-# report stages join it when they exist). Stage times are in `kdad status` and $DEMO/work/events.jsonl.
+# The job: ingest, resize, features, train, score, evaluate, threshold, report (pipeline written by
+# demo-data). Stage times are in `kdad status` and $DEMO/work/events.jsonl.
 "$KDAD" run "$DEMO/demo.yaml"
 "$KDAD" status "$DEMO/demo.yaml"
 
@@ -44,10 +44,10 @@ if [ -d "$DEMO/work/stages" ]; then
   done
 fi
 echo
-# Results: each line only when the file exists (a report stage writes report/index.html once it is in the pipeline).
+# Results (each line only when the file exists); the report last, as an absolute path to open.
 if [ -f "$DEMO/work/metrics.json" ]; then
   echo "metrics:       $DEMO/work/metrics.json  (image/pixel AUROC, PRO, F1-max; overall, per lot, per defect type)"
 fi
 if [ -f "$DEMO/work/report/index.html" ]; then
-  echo "report:        $DEMO/work/report/index.html"
+  echo "report:        $(cd "$DEMO/work/report" && pwd)/index.html"
 fi

@@ -103,7 +103,7 @@ public enum DemoDataset {
 /// The pipeline `DemoDataset.write` puts beside the archive.
 public enum DemoPipeline: String, Sendable, CaseIterable {
     /// The whole job (`kdad demo-data` writes this one): ingest → resize → features → train → score →
-    /// evaluate, sized so the demo runs in a few minutes on 2 cores (Docs/quickstart.md has the
+    /// evaluate, and threshold → report from the scores, sized so the demo runs in a few minutes on 2 cores (Docs/quickstart.md has the
     /// measurements behind each choice).
     case fullJob = "full"
     /// Ingest and a tiny resize only: runs in about a second, the fixture the pipeline tests build on.
@@ -112,7 +112,7 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
     /// Stage kinds in the order the pipeline runs them.
     public var stageKinds: [String] {
         switch self {
-        case .fullJob: ["ingest", "resize", "features", "train", "score", "evaluate"]
+        case .fullJob: ["ingest", "resize", "features", "train", "score", "evaluate", "threshold", "report"]
         case .ingestAndResize: ["ingest", "resize"]
         }
     }
@@ -212,7 +212,18 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
               depends_on: score
               params:
                 pro_fpr_limit: 0.3
-            # --- threshold and report stages go here (issue #7), each depending on the stage above. ---
+            - name: threshold
+              kind: threshold
+              depends_on: score
+              params:
+                method: quantile             # of the defect-free val images' scores: no labels needed
+                quantile: 0.995
+            - name: report
+              kind: report
+              depends_on: threshold
+              params:
+                gallery_size: 24
+                lot_gallery_size: 6
 
         """
     }

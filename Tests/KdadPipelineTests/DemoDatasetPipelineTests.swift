@@ -14,13 +14,19 @@ final class DemoDatasetPipelineTests: XCTestCase {
         let direct = try PipelineDefinition.load(contentsOf: root.appendingPathComponent("pipeline.yaml"), registry: .standard)
         for pipeline in [runner.pipeline, direct] {
             let kinds = pipeline.stages.map(\.kind)
-            XCTAssertEqual(kinds, ["ingest", "resize", "features", "train", "score", "evaluate"])
+            XCTAssertEqual(kinds, ["ingest", "resize", "features", "train", "score", "evaluate", "threshold", "report"])
             XCTAssertEqual(kinds, DemoPipeline.fullJob.stageKinds)
-            // A chain: every stage after the first reads exactly the stage before it.
+            // A chain up to the scores: every stage reads the one before it; evaluate and threshold
+            // both read the scores, and the report reads the threshold.
             XCTAssertEqual(pipeline.stages.first?.dependsOn, [])
-            for (previous, stage) in zip(pipeline.stages, pipeline.stages.dropFirst()) {
+            let byName = Dictionary(uniqueKeysWithValues: pipeline.stages.map { ($0.name, $0) })
+            let chain = pipeline.stages.prefix(while: { $0.kind != "evaluate" })
+            for (previous, stage) in zip(chain, chain.dropFirst()) {
                 XCTAssertEqual(stage.dependsOn, [previous.name], stage.name)
             }
+            XCTAssertEqual(byName["evaluate"]?.dependsOn, ["score"])
+            XCTAssertEqual(byName["threshold"]?.dependsOn, ["score"])
+            XCTAssertEqual(byName["report"]?.dependsOn, ["threshold"])
             XCTAssertEqual(pipeline.downstream(of: "ingest"), pipeline.stages.map(\.name))
         }
 
