@@ -38,9 +38,11 @@ echo "run log:       $DEMO/work/events.jsonl"
 if [ -d "$DEMO/work/stages" ]; then
   echo "stage outputs:"
   for stage in "$DEMO"/work/stages/*/; do
-    files="$(find "$stage" -maxdepth 1 -type f ! -name '*.shard' ! -name 'stage.json' ! -name 'progress.json' ! -name '.*' -printf '%f\n' | sort | tr '\n' ' ')"
+    files="$(find "$stage" -maxdepth 1 -type f ! -name '*.shard' ! -name '*.png' ! -name 'lot-*.html' ! -name 'stage.json' ! -name 'progress.json' ! -name '.*' -printf '%f\n' | sort | tr '\n' ' ')"
     shards="$(find "$stage" -maxdepth 1 -type f -name '*.shard' | wc -l)"
-    echo "  ${stage%/}  ($shards shards) $files"
+    pages="$(find "$stage" -maxdepth 1 -type f \( -name '*.png' -o -name 'lot-*.html' \) | wc -l)"
+    extra=""; [ "$pages" -gt 0 ] && extra=" + $pages lot pages and overlay images"
+    echo "  ${stage%/}  ($shards shards) $files$extra"
   done
 fi
 echo
