@@ -163,7 +163,7 @@ static inline __attribute__((always_inline)) void prefetch_some(prefetch_plan *p
 /// One tile: `rows` (≤ 6) rows of C × one 16-column packed strip, the whole k sum in 12 ymm
 /// accumulators (one FMA chain per element, k increasing). `cols` < 16 only for the last strip
 /// (stored through a scratch tile). prefetch_some(pf) runs every KDAD_PREFETCH_STEP k steps:
-/// the k loop is split rather than given a branch, which cost 50-70% more CPU when tried.
+/// the k loop is split rather than given a branch, which cost 50-90% more CPU when tried.
 /// (Chunks of equal length, k·c/chunks, measured ~20% slower than 12,12,…,rest: not kept.)
 /// Plain stores: non-temporal ones were measured slower on this VM in every case (24→144 @64²
 /// forward 3.3 → 5.3 ms CPU per thread), so there are none.
