@@ -134,12 +134,6 @@ struct ReportModel: Sendable {
 
     // MARK: CSV
 
-    static func csvField(_ value: String?) -> String {
-        guard let value else { return "" }
-        return value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
-            ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
-    }
-
     static func number(_ value: Double) -> String { String(format: "%.9g", value) }
 
     /// `images.csv`: one row per judged image, in score-stage order.
@@ -147,9 +141,9 @@ struct ReportModel: Sendable {
         var csv = "lot,night,source,key,score,decision,threshold,label,defect_type\n"
         let threshold = Self.number(self.threshold.value)
         for image in images {
-            csv += [image.lot, image.night, image.source, image.key].map(Self.csvField).joined(separator: ",")
+            csv += [image.lot, image.night, image.source, image.key].map(CSV.field).joined(separator: ",")
             csv += ",\(Self.number(Double(image.score))),\(image.defective ? "defective" : "good"),\(threshold),"
-            csv += [image.label, image.defectType].map(Self.csvField).joined(separator: ",") + "\n"
+            csv += [image.label, image.defectType].map(CSV.field).joined(separator: ",") + "\n"
         }
         return csv
     }
@@ -158,7 +152,7 @@ struct ReportModel: Sendable {
     var lotsCSV: String {
         var csv = "lot,night,images,defective,defect_rate,max_score,quarantined,previous_defect_rate\n"
         for lot in lots {
-            csv += [lot.lot, lot.night].map(Self.csvField).joined(separator: ",")
+            csv += [lot.lot, lot.night].map(CSV.field).joined(separator: ",")
             csv += ",\(lot.images),\(lot.defective),\(Self.number(lot.rate)),\(lot.maxScore.map { Self.number(Double($0)) } ?? ""),"
             csv += "\(lot.quarantined),\(lot.previousRate.map(Self.number) ?? "")\n"
         }
@@ -168,7 +162,7 @@ struct ReportModel: Sendable {
     /// `quarantine.csv`: inputs that were not scored and why.
     var quarantineCSV: String {
         var csv = "lot,key,path,reason\n"
-        for entry in quarantined { csv += [entry.lot, entry.key, entry.path, entry.reason].map(Self.csvField).joined(separator: ",") + "\n" }
+        for entry in quarantined { csv += [entry.lot, entry.key, entry.path, entry.reason].map(CSV.field).joined(separator: ",") + "\n" }
         return csv
     }
 }

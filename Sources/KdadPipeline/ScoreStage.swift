@@ -28,7 +28,7 @@ public struct ScoreStage: Stage {
         make: { ScoreStage(definition: $0) })
 
     public let definition: StageDefinition
-    public var codeVersion: String { "score-2" }
+    public var codeVersion: String { "score-3" }  // 3: CR/CRLF in names quoted in scores.csv
 
     public func externalInputs(job: JobManifest) throws -> JSONValue { .null }
 
@@ -244,16 +244,12 @@ struct PreparedScore: PreparedStage {
         for unit in units {
             for entry in unit.entries { rows.append(try decoder.decode(ScoreRow.self, from: Data(entry.canonicalText.utf8))) }
         }
-        func csvField(_ value: String?) -> String {
-            guard let value else { return "" }
-            return value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
-        }
         var csv = "key,lot,source,split,label,defect_type,role,score\n"
         var jsonl = ""
         for row in rows {
             // %.9g round-trips a Float exactly.
             let score = String(format: "%.9g", row.score)
-            csv += [row.key, row.lot, row.source, row.split, row.label, row.defectType, row.role].map(csvField).joined(separator: ",") + ",\(score)\n"
+            csv += [row.key, row.lot, row.source, row.split, row.label, row.defectType, row.role].map(CSV.field).joined(separator: ",") + ",\(score)\n"
             jsonl += try IngestJSON.value(row).canonicalText + "\n"
         }
         try output.write("scores.csv", data: Data(csv.utf8))
