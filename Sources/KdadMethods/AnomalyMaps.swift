@@ -13,11 +13,16 @@ public struct AnomalyMapConfig: Codable, Hashable, Sendable {
     /// Pixels at each edge excluded from the image score (MEASURED.md: border effects). The map
     /// itself is unchanged.
     public var borderIgnore: Int = 0
+    /// One weight per layer map, in the student's layer order: "sum" adds `w_l · map_l`, "product"
+    /// multiplies `map_l ^ w_l`; a weight of 0 leaves that layer out. nil = every weight 1.
+    /// (Deep layers localise large-area defects better, shallow ones small sharp ones: the mix
+    /// is a per-product choice, Docs/methods.md.)
+    public var layerWeights: [Float]? = nil
 
     public init(combine: String = "sum", gaussianSigma: Double = 4, imageScore: String = "max", topK: Int = 10,
-                borderIgnore: Int = 0) {
+                borderIgnore: Int = 0, layerWeights: [Float]? = nil) {
         self.combine = combine; self.gaussianSigma = gaussianSigma; self.imageScore = imageScore
-        self.topK = topK; self.borderIgnore = borderIgnore
+        self.topK = topK; self.borderIgnore = borderIgnore; self.layerWeights = layerWeights
     }
 
     /// Checks the values; `combine` traps on invalid ones (programmer error), so stages call this
@@ -31,6 +36,12 @@ public struct AnomalyMapConfig: Codable, Hashable, Sendable {
         guard gaussianSigma.isFinite, gaussianSigma >= 0, gaussianSigma <= 256 else { throw fail("gaussianSigma \(gaussianSigma) must be in 0...256") }
         guard topK >= 1 else { throw fail("topK \(topK) must be at least 1") }
         guard borderIgnore >= 0 else { throw fail("borderIgnore \(borderIgnore) must not be negative") }
+        if let weights = layerWeights {
+            guard weights.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1000 }) else {
+                throw fail("layer weights \(weights) must be numbers in 0...1000")
+            }
+            guard weights.contains(where: { $0 > 0 }) else { throw fail("layer weights \(weights) leave no layer in the map: give at least one a weight above 0") }
+        }
     }
 }
 
@@ -53,10 +64,14 @@ public enum AnomalyMaps {
         precondition((try? config.validate()) != nil, "AnomalyMaps.combine: invalid configuration \(config)")
         let n = layerMaps[0].shape[0]
         for m in layerMaps { precondition(m.rank == 4 && m.shape[0] == n && m.shape[1] == 1, "AnomalyMaps.combine: layer map \(m.shape)") }
+        let weights = config.layerWeights ?? [Float](repeating: 1, count: layerMaps.count)
+        precondition(weights.count == layerMaps.count, "AnomalyMaps.combine: \(weights.count) layer weights for \(layerMaps.count) layer maps")
         let combined: Tensor = Tensor.noGrad {
             var result: Tensor?
-            for m in layerMaps {
-                let up = (m.shape[2] == height && m.shape[3] == width) ? m : m.resizeBilinear(height: height, width: width, alignCorners: false)
+            for (m, weight) in zip(layerMaps, weights) where weight != 0 {
+                var up = (m.shape[2] == height && m.shape[3] == width) ? m : m.resizeBilinear(height: height, width: width, alignCorners: false)
+                // Weight 1 multiplies by nothing, so the unweighted map stays bit-identical to before.
+                if weight != 1 { up = config.combine == "product" ? up.pow(weight) : up * weight }
                 if let r = result { result = config.combine == "product" ? r * up : r + up } else { result = up }
             }
             // A fresh tensor: the smoothing below writes in place.

@@ -18,6 +18,8 @@ public struct ScoreStage: Stage {
             ParamSpec("gaussian_sigma", .double(0...64), default: .double(4), help: "Gaussian smoothing of the map in pixels (0 = off)"),
             ParamSpec("image_score", .string(allowed: ["max", "topk_mean"]), default: .string("max"), help: "image score from its map"),
             ParamSpec("top_k", .int(1...1_000_000), default: .int(10), help: "pixels averaged by topk_mean"),
+            ParamSpec("layer_weights", .numberMap, default: .object([:]),
+                      help: "weight per teacher layer in the combined map, e.g. {block07: 0, block14: 1}; unnamed layers weigh 1, 0 leaves a layer out"),
             ParamSpec("border_ignore", .int(0...4096), default: .int(0), help: "pixels at each edge excluded from the image score"),
             ParamSpec("batch_size", .int(1...4096), default: .int(16), help: "images per student forward pass"),
             ParamSpec("compression_level", .int(1...19), default: .int(3), help: "zstd level of the map shards"),
@@ -68,7 +70,8 @@ public struct ScoreStage: Stage {
 
         let mapConfig = AnomalyMapConfig(combine: definition.string("combine") ?? "sum", gaussianSigma: definition.double("gaussian_sigma"),
                                          imageScore: definition.string("image_score") ?? "max", topK: definition.int("top_k"),
-                                         borderIgnore: definition.int("border_ignore"))
+                                         borderIgnore: definition.int("border_ignore"),
+                                         layerWeights: try layerWeights(layers: method.layers))
         do { try mapConfig.validate() } catch { throw fail("\(error)") }
         // Items per unit, for progress (counts only, read once here).
         var counts: [Int] = []
@@ -80,6 +83,16 @@ public struct ScoreStage: Stage {
                              method: method, student: StudentBox(student), mapConfig: mapConfig, geometry: geometry, counts: counts,
                              batchSize: definition.int("batch_size"), compressionLevel: definition.int("compression_level"), lock: NetworkLock(),
                              roles: roles, missingRoles: missingRoles, featuresName: featuresName)
+    }
+
+    /// `layer_weights` in the student's layer order (nil when none is given, so the unweighted
+    /// combination stays exactly as before). A name the student was not trained on is an error.
+    func layerWeights(layers: [String]) throws -> [Float]? {
+        guard case let .object(named)? = definition.params["layer_weights"], !named.isEmpty else { return nil }
+        for name in named.keys.sorted() where !layers.contains(name) {
+            throw fail("layer_weights names '\(name)', but the student was trained on \(layers.joined(separator: ", ")); use those names")
+        }
+        return layers.map { Float(named[$0]?.doubleValue ?? 1) }
     }
 
     /// The method configuration a training checkpoint was made with (safetensors metadata).

@@ -37,6 +37,40 @@ final class AnomalyMapTests: XCTestCase {
         }
     }
 
+    func testLayerWeightsScaleSumsAndExponentiateProducts() {
+        let a: [Float] = [0.5, 1, 2, 3, 4, 5], b: [Float] = [2, 0.25, 0.5, 1]   // positive: powers are defined
+        let mapA = Tensor(shape: [1, 1, 2, 3], values: a), mapB = Tensor(shape: [1, 1, 2, 2], values: b)
+        let (H, W) = (5, 7)
+        for mode in ["sum", "product"] {
+            for weights: [Float] in [[0.25, 3], [0, 2], [1, 0]] {
+                let config = AnomalyMapConfig(combine: mode, gaussianSigma: 0, layerWeights: weights)
+                let (maps, scores) = AnomalyMaps.combine([mapA, mapB], height: H, width: W, config: config)
+                var expected: [Float] = []
+                for y in 0..<H {
+                    for x in 0..<W {
+                        let u = bilinearReference(a, h: 2, w: 3, outH: H, outW: W, y: y, x: x)
+                        let v = bilinearReference(b, h: 2, w: 2, outH: H, outW: W, y: y, x: x)
+                        // A zero weight leaves the layer out (also in a product, where u^0 = 1 would be the same).
+                        expected.append(mode == "sum" ? weights[0] * u + weights[1] * v
+                                                      : Foundation.pow(u, weights[0]) * Foundation.pow(v, weights[1]))
+                    }
+                }
+                for (got, want) in zip(maps.scalars, expected) { XCTAssertEqual(got, want, accuracy: 1e-5 * max(1, abs(want)), "\(mode) \(weights)") }
+                XCTAssertEqual(scores[0], expected.max()!, accuracy: 1e-5 * max(1, expected.max()!))
+            }
+        }
+        // Unit weights are the unweighted map, bit for bit.
+        let unweighted = AnomalyMaps.combine([mapA, mapB], height: H, width: W, config: AnomalyMapConfig(gaussianSigma: 2)).maps
+        let ones = AnomalyMaps.combine([mapA, mapB], height: H, width: W, config: AnomalyMapConfig(gaussianSigma: 2, layerWeights: [1, 1])).maps
+        XCTAssertEqual(unweighted.scalars, ones.scalars)
+        // Validation: negative, non-finite and all-zero weights are refused with a reason.
+        for bad: [Float] in [[-1, 1], [.nan, 1], [0, 0]] {
+            XCTAssertThrowsError(try AnomalyMapConfig(layerWeights: bad).validate()) { error in
+                XCTAssertTrue("\(error)".contains("layer weights"), "\(error)")
+            }
+        }
+    }
+
     func testGaussianOfADeltaIsTheSampledNormalisedKernel() {
         let (H, W, sigma) = (41, 39, 2.5)
         var values = [Float](repeating: 0, count: H * W)

@@ -206,7 +206,27 @@ final class DistillationStagesTests: XCTestCase {
         XCTAssertNotEqual(changed[3].record.outputHash, outcomes[3].record.outputHash)
         // A score param change reruns score and evaluate only.
         try job.setPipeline(DistillationJob.pipeline(epochs: 3, borderIgnore: 4))
-        XCTAssertEqual(try job.run().map(\.action), [.skipped, .skipped, .skipped, .skipped, .ran, .ran])
+        let bordered = try job.run()
+        XCTAssertEqual(bordered.map(\.action), [.skipped, .skipped, .skipped, .skipped, .ran, .ran])
+        // layer_weights: unit weights give the same maps and scores as none; leaving a layer out changes them;
+        // a layer the student was not trained on is named in the error with the ones it was.
+        func weighted(_ weights: String) -> String {
+            DistillationJob.pipeline(epochs: 3, borderIgnore: 4).replacingOccurrences(of: "border_ignore: 4", with: "border_ignore: 4\n        layer_weights: \(weights)")
+        }
+        try job.setPipeline(weighted("{block02: 1, block04: 1}"))
+        let unit = try job.run()
+        XCTAssertEqual(unit[4].action, .ran)
+        XCTAssertEqual(unit[4].record.outputHash, bordered[4].record.outputHash)
+        try job.setPipeline(weighted("{block02: 0}"))
+        let deepOnly = try job.run()
+        XCTAssertEqual(deepOnly[4].action, .ran)
+        XCTAssertNotEqual(deepOnly[4].record.outputHash, bordered[4].record.outputHash)
+        try job.setPipeline(weighted("{block07: 2}"))
+        XCTAssertThrowsError(try job.run()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("stage 'score' failed") && text.contains("'block07'") && text.contains("block02, block04")
+                          && text.contains("pipeline.yaml:"), text)
+        }
     }
 
     func testForwardStudentReadsImagesAndScores() throws {
