@@ -3,6 +3,7 @@
 // FLOPs and the run is bound by memory traffic and per-call overheads. These kernels take one
 // image's C×HW slab as the operand where it lies, pack it in 256-column blocks (prefetching the
 // next block while computing this one) and keep the output tile in registers.
+// (dW reads X unpacked when X is the operand with more channels: see nt_raw.)
 //
 // AVX2+FMA versions are selected at run time; the portable loops are the fallback and the
 // reference. Each output element is accumulated in a fixed order (no dependence on how the caller
