@@ -13,6 +13,7 @@ final class PointwiseConvTests: XCTestCase {
         Case(batch: 1, inC: 37, outC: 13, height: 50, width: 50, groups: 1),  // 2500 columns: 2 chunks, panels + tail
         Case(batch: 2, inC: 24, outC: 25, height: 17, width: 19, groups: 1),  // 323 columns: 2 panels, tail 3
         Case(batch: 2, inC: 12, outC: 18, height: 9, width: 11, groups: 3),   // groups
+        Case(batch: 2, inC: 30, outC: 12, height: 16, width: 20, groups: 1),  // more in than out: dW reads X in place (320 = 256 + 64)
         Case(batch: 1, inC: 1, outC: 1, height: 1, width: 1, groups: 1),      // single element
     ]
 
@@ -109,20 +110,23 @@ final class PointwiseConvTests: XCTestCase {
     }
 
     /// The unit split depends on the geometry only, so one and two threads give identical bits.
+    /// Both dW paths: X packed (fewer input than output channels) and X read in place (more).
     func testResultsAreBitIdenticalAcrossThreadCounts() {
-        let c = Case(batch: 3, inC: 24, outC: 40, height: 23, width: 29, groups: 1)
-        let (x, w, dy) = tensors(c, seed: 950)
         let saved = TensorRuntime.threadCount
         defer { TensorRuntime.setThreadCount(saved) }
-        var runs: [[[Float]]] = []
-        for threads in [1, 2, 3] {
-            TensorRuntime.setThreadCount(threads)
-            x.grad = nil; w.grad = nil
-            let y = TensorRuntime.withConvBackend(.builtin) { Tensor.conv2d(x, weight: w) }
-            y.backward(dy)
-            runs.append([y.scalars, x.grad!.scalars, w.grad!.scalars])
+        for c in [Case(batch: 3, inC: 24, outC: 40, height: 23, width: 29, groups: 1),
+                  Case(batch: 3, inC: 40, outC: 24, height: 23, width: 29, groups: 1)] {
+            let (x, w, dy) = tensors(c, seed: 950)
+            var runs: [[[Float]]] = []
+            for threads in [1, 2, 3] {
+                TensorRuntime.setThreadCount(threads)
+                x.grad = nil; w.grad = nil
+                let y = TensorRuntime.withConvBackend(.builtin) { Tensor.conv2d(x, weight: w) }
+                y.backward(dy)
+                runs.append([y.scalars, x.grad!.scalars, w.grad!.scalars])
+            }
+            XCTAssertEqual(runs[0], runs[1], "\(c.inC)->\(c.outC): 1 vs 2 threads")
+            XCTAssertEqual(runs[0], runs[2], "\(c.inC)->\(c.outC): 1 vs 3 threads")
         }
-        XCTAssertEqual(runs[0], runs[1], "1 vs 2 threads")
-        XCTAssertEqual(runs[0], runs[2], "1 vs 3 threads")
     }
 }
