@@ -285,6 +285,20 @@ void nt_tile(int ns, int nb, ptrdiff_t strips, const float *s, ptrdiff_t sstride
     for (int r = 0; r < ns; r++) for (int q = 0; q < nb; q++) c[r * ldcs + q * ldcb] += hsum(acc[r][q]);
 }
 
+/// nt_tile with the tile size as compile-time constants (ns ≤ 6, nb ≤ 2), so the accumulators stay
+/// in registers; one switch for both callers.
+static inline __attribute__((always_inline)) KDAD_AVX2
+void nt_tile_sized(int ns, int nb, ptrdiff_t strips, const float *s, ptrdiff_t sstride, const float *g, ptrdiff_t gstride,
+                   ptrdiff_t gq, float *c, ptrdiff_t ldcs, ptrdiff_t ldcb) {
+#define NT_CASE(S, B) case (S) * 4 + (B): nt_tile(S, B, strips, s, sstride, g, gstride, gq, c, ldcs, ldcb); break;
+    switch (ns * 4 + nb) {
+    NT_CASE(6, 2) NT_CASE(6, 1) NT_CASE(5, 2) NT_CASE(5, 1) NT_CASE(4, 2) NT_CASE(4, 1)
+    NT_CASE(3, 2) NT_CASE(3, 1) NT_CASE(2, 2) NT_CASE(2, 1) NT_CASE(1, 2) NT_CASE(1, 1)
+    default: break;
+    }
+#undef NT_CASE
+}
+
 /// C[ma × mb] += PA · PBᵀ for panels PA (ma rows) and PB (mb rows) with `strips` strips each.
 /// The panel with fewer rows takes the tile's 6 side and stays in L1 across a row of tiles; the
 /// other is streamed from L2 once per 6 of its partner's rows (the previous 4 × 3 tiles streamed
@@ -303,14 +317,7 @@ static KDAD_AVX2 void nt_panels(ptrdiff_t ma, ptrdiff_t mb, ptrdiff_t strips, co
             const float *si = ps + i * NR, *gj = pg + j * NR;
             float *cij = c + i * ldcs + j * ldcb;
             prefetch_some(pf0); prefetch_some(pf1);
-            // Constant tile sizes per call so the accumulators stay in registers.
-#define NT_CASE(S, B) case (S) * 4 + (B): nt_tile(S, B, strips, si, msmall * NR, gj, mbig * NR, NR, cij, ldcs, ldcb); break;
-            switch (ns * 4 + nb) {
-            NT_CASE(6, 2) NT_CASE(6, 1) NT_CASE(5, 2) NT_CASE(5, 1) NT_CASE(4, 2) NT_CASE(4, 1)
-            NT_CASE(3, 2) NT_CASE(3, 1) NT_CASE(2, 2) NT_CASE(2, 1) NT_CASE(1, 2) NT_CASE(1, 1)
-            default: break;
-            }
-#undef NT_CASE
+            nt_tile_sized(ns, nb, strips, si, msmall * NR, gj, mbig * NR, NR, cij, ldcs, ldcb);
         }
     }
 }
@@ -354,14 +361,7 @@ static KDAD_AVX2 void nt_raw(ptrdiff_t ms, ptrdiff_t mb, ptrdiff_t strips, const
             prefetch_some(pf);
             const float *si = ps + i * NR;
             float *cij = c + i * ldc + j;
-            // Constant tile sizes per call so the accumulators stay in registers.
-#define NT_CASE(S, B) case (S) * 4 + (B): nt_tile(S, B, strips, si, ms * NR, gj, NR, ld, cij, ldc, 1); break;
-            switch (ns * 4 + nb) {
-            NT_CASE(6, 2) NT_CASE(6, 1) NT_CASE(5, 2) NT_CASE(5, 1) NT_CASE(4, 2) NT_CASE(4, 1)
-            NT_CASE(3, 2) NT_CASE(3, 1) NT_CASE(2, 2) NT_CASE(2, 1) NT_CASE(1, 2) NT_CASE(1, 1)
-            default: break;
-            }
-#undef NT_CASE
+            nt_tile_sized(ns, nb, strips, si, ms * NR, gj, NR, ld, cij, ldc, 1);
         }
     }
 }

@@ -96,8 +96,9 @@ final class DNNLConvPlan: @unchecked Sendable {
         let weightShape = g.groups == 1 ? g.weightShape
             : [g.groups, g.outPerGroup, g.inPerGroup, g.kernelH, g.kernelW]
         let weightTag = g.groups == 1 ? dnnl_oihw : dnnl_goihw
-        var userSrc = dnnlMemoryDesc(srcShape, dnnl_nchw), userDst = dnnlMemoryDesc(dstShape, dnnl_nchw)
-        var userWeights = dnnlMemoryDesc(weightShape, weightTag)
+        let userSrc = dnnlMemoryDesc(srcShape, dnnl_nchw)
+        let userDst = dnnlMemoryDesc(dstShape, dnnl_nchw)
+        let userWeights = dnnlMemoryDesc(weightShape, weightTag)
         var anySrc = dnnlMemoryDesc(srcShape, dnnl_format_tag_any), anyDst = dnnlMemoryDesc(dstShape, dnnl_format_tag_any)
         var anyWeights = dnnlMemoryDesc(weightShape, dnnl_format_tag_any)
         let strides = dnnlDims([g.strideH, g.strideW]), dilates = dnnlDims([g.dilationH - 1, g.dilationW - 1])
