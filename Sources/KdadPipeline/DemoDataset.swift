@@ -149,7 +149,7 @@ public enum DemoPipeline: String, Sendable, CaseIterable {
     /// time for +0.02 image AUROC).
     public static let inputSide = 128
     /// Shallow Lite0 blocks (strides 4, 8, 16: 32², 16², 8² maps at 128 px): the demo's defects are a
-    /// few pixels wide, and the deep blocks 7/10/14 that suit MTD at 256 px see only 8² and 4² maps here.
+    /// few pixels wide, and the deep blocks 10/14/15 that suit MTD at 256 px would see only 8² and 4² maps here.
     public static let teacherLayers = ["block02", "block04", "block07"]
     /// RD4AD-style: trains on the feature cache alone, several times faster per epoch than `forward`.
     public static let method = "reverse"
