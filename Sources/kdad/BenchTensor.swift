@@ -23,12 +23,17 @@ struct BenchTensor: AsyncParsableCommand {
         var padding: Int { kernel / 2 }
     }
 
-
     /// One conv case on one backend: its FLOPs and the fastest forward / forward+backward seen.
     struct CaseResult {
         var name: String, backend: ConvBackend, flops: Double
         var forward = (wall: Double.infinity, cpu: Double.infinity)
         var training = (wall: Double.infinity, cpu: Double.infinity)
+
+        /// Keeps the faster of each figure (wall and CPU separately, as `bestWallAndCPU` does).
+        mutating func keepFastest(forward f: (wall: Double, cpu: Double), training t: (wall: Double, cpu: Double)) {
+            forward = (min(forward.wall, f.wall), min(forward.cpu, f.cpu))
+            training = (min(training.wall, t.wall), min(training.cpu, t.cpu))
+        }
     }
 
     func run() async throws {
@@ -47,39 +52,31 @@ struct BenchTensor: AsyncParsableCommand {
         // Case names are ASCII ("1x1"); accept the docs' "1×1" spelling in the filter too.
         let filter = only?.replacingOccurrences(of: "×", with: "x").replacingOccurrences(of: "→", with: "->")
         let selected = cases.filter { c in filter.map { c.name.contains($0) } ?? true }
+        let runs = selected.flatMap { c in chosenBackends.map { (c, $0) } }
         var results: [CaseResult] = []
         var peakSquare = 0.0, peakConvLike = 0.0, sgemmCPU = 0.0
+        var rng = SplitMix64(seed: 1)
+        let a = Tensor.uniform([2048, 2048], rng: &rng), b = Tensor.uniform([2048, 2048], rng: &rng)
         for round in 1...max(rounds, 1) {
             let square = KernelBenchmarks.sgemmGFLOPS(m: 2048, n: 2048, k: 2048, repeats: repeats)
             // The GEMM a 3×3 64→64 conv at 64² performs per image: [64 × 576]·[576 × 4096].
             let convLike = KernelBenchmarks.sgemmGFLOPS(m: 64, n: 4096, k: 576, repeats: repeats * 4)
             // GFLOP per CPU-second of the same sgemm (through Tensor.matmul): a load-robust companion to
             // the wall-clock peak, since on a shared machine descheduling inflates wall times only.
-            let perCPUSecond: Double = {
-                var rng = SplitMix64(seed: 1)
-                let a = Tensor.uniform([2048, 2048], rng: &rng), b = Tensor.uniform([2048, 2048], rng: &rng)
-                let t = Self.bestWallAndCPU(repeats: repeats) { _ = Tensor.noGrad { Tensor.matmul(a, b) } }
-                return 2 * 2048 * 2048 * 2048 / t.cpu / 1e9
-            }()
+            let t = Self.bestWallAndCPU(repeats: repeats) { _ = Tensor.noGrad { Tensor.matmul(a, b) } }
+            let perCPUSecond = 2 * 2048 * 2048 * 2048 / t.cpu / 1e9
             peakSquare = max(peakSquare, square); peakConvLike = max(peakConvLike, convLike)
             sgemmCPU = max(sgemmCPU, perCPUSecond)
             let roundPeak = max(square, convLike)
             var roundLine: [String] = []
-            var index = 0
-            for c in selected {
-                for backend in chosenBackends {
-                    let measured = TensorRuntime.withConvBackend(backend) { Self.measure(c, batch: batch, repeats: repeats) }
-                    if round == 1 { results.append(CaseResult(name: c.name, backend: backend, flops: measured.flops)) }
-                    results[index].forward.wall = min(results[index].forward.wall, measured.forward.wall)
-                    results[index].forward.cpu = min(results[index].forward.cpu, measured.forward.cpu)
-                    results[index].training.wall = min(results[index].training.wall, measured.training.wall)
-                    results[index].training.cpu = min(results[index].training.cpu, measured.training.cpu)
-                    let label = chosenBackends.count > 1 ? "\(c.name) \(backend.rawValue)" : c.name
-                    roundLine.append(String(format: "%@ %.0f%%/%.0f%%", label as NSString,
-                                            100 * measured.flops / measured.forward.wall / 1e9 / roundPeak,
-                                            300 * measured.flops / measured.training.wall / 1e9 / roundPeak))
-                    index += 1
-                }
+            for (index, (c, backend)) in runs.enumerated() {
+                let measured = TensorRuntime.withConvBackend(backend) { Self.measure(c, batch: batch, repeats: repeats) }
+                if round == 1 { results.append(CaseResult(name: c.name, backend: backend, flops: measured.flops)) }
+                results[index].keepFastest(forward: measured.forward, training: measured.training)
+                let label = chosenBackends.count > 1 ? "\(c.name) \(backend.rawValue)" : c.name
+                roundLine.append(String(format: "%@ %.0f%%/%.0f%%", label as NSString,
+                                        100 * measured.flops / measured.forward.wall / 1e9 / roundPeak,
+                                        300 * measured.flops / measured.training.wall / 1e9 / roundPeak))
             }
             if rounds > 1 {
                 print(String(format: "round %d: sgemm %.1f GFLOP/s; fwd/fwd+bwd %% of it: ", round, roundPeak)
